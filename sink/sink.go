@@ -1,0 +1,31 @@
+// Package sink defines what a destination of a pipeline implements. Each
+// destination (stdout, file, discard, and later Kafka, NATS, Redis, webhook,
+// WebSocket) is a package of its own under sink/.
+package sink
+
+import (
+	"context"
+
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// Record is one event, routed and encoded, ready for a sink.
+type Record struct {
+	Event *event.Event // the event itself, for sinks that need its metadata
+	Topic string       // destination chosen by routing, e.g. "public.users"
+	Key   []byte       // message key: the encoded primary key, nil when none
+	Value []byte       // the encoded event
+}
+
+// Sink writes batches of records to one destination.
+//
+// Write returns nil only once every record of the batch is durable at the
+// destination (written and fsynced, acknowledged by the broker): the pipeline
+// acks the batch's positions as soon as Write returns, and a position acked
+// is never delivered again. On error nothing of the batch counts as written,
+// and the pipeline will deliver it again, so sinks must tolerate duplicates
+// of a failed batch. A Sink is used by one goroutine at a time.
+type Sink interface {
+	Write(ctx context.Context, batch []Record) error
+	Close() error
+}
