@@ -1,0 +1,94 @@
+package source
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// Config says where to stream from. The zero value of every field but DSN
+// does the sensible thing.
+type Config struct {
+	// DSN is a libpq connection string or URL. Empty: the PG* environment
+	// variables, as libpq reads them.
+	DSN string
+	// Slot is the logical replication slot (default "pgfeed").
+	Slot string
+	// Publication is the pgoutput publication (default "pgfeed").
+	Publication string
+	// Tables are globs on "schema.table" ("public.*", "app.orders"). Empty:
+	// every table of the publication. With Create, the publication is created
+	// (or altered) to hold exactly the matching tables.
+	Tables []string
+	// Create creates the slot and the publication when they are missing.
+	Create bool
+
+	// StartLSN asks the server to start at this position instead of the
+	// slot's confirmed position (only later positions are honoured).
+	StartLSN event.LSN
+	// EndLSN stops the stream (Next returns io.EOF) once every transaction
+	// committed at or before it was delivered, like pg_recvlogical --endpos.
+	EndLSN event.LSN
+
+	// Transactions delivers begin and commit events around each transaction.
+	Transactions bool
+	// Schemas delivers a schema event before a table's first change and
+	// whenever its columns change.
+	Schemas bool
+
+	// ProtocolVersion of pgoutput: 1, or 2 with streaming of large
+	// in-progress transactions. Zero picks 2 on PostgreSQL 14 and later.
+	ProtocolVersion int
+	// StatusInterval is how often the confirmed position is reported to the
+	// server (default 1s).
+	StatusInterval time.Duration
+	// SpoolDir holds large in-progress transactions until they commit
+	// (default: the system's temporary folder).
+	SpoolDir string
+	// Snapshot, when set and the slot is created by this call, is called with
+	// the name of the snapshot exported by the new slot and the slot's
+	// consistent point, before streaming starts: reading tables in that
+	// snapshot joins them to the stream with no gap and no overlap.
+	Snapshot func(snapshotName string, consistentPoint event.LSN) error
+	// Logger receives operational messages (default: discarded).
+	Logger *slog.Logger
+}
+
+// Slot and publication names go into replication commands; Postgres
+// restricts slot names to these characters and we hold publications to the
+// same so that no quoting is ever needed.
+var namePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if cfg.Slot == "" {
+		cfg.Slot = "pgfeed"
+	}
+	if cfg.Publication == "" {
+		cfg.Publication = "pgfeed"
+	}
+	if !namePattern.MatchString(cfg.Slot) {
+		return cfg, &UserError{Msg: fmt.Sprintf("invalid slot name %q: use lower-case letters, digits and underscores (at most 63)", cfg.Slot)}
+	}
+	if !namePattern.MatchString(cfg.Publication) {
+		return cfg, &UserError{Msg: fmt.Sprintf("invalid publication name %q: use lower-case letters, digits and underscores (at most 63)", cfg.Publication)}
+	}
+	if cfg.ProtocolVersion != 0 && cfg.ProtocolVersion != 1 && cfg.ProtocolVersion != 2 {
+		return cfg, &UserError{Msg: fmt.Sprintf("invalid protocol version %d: pgoutput versions 1 and 2 are supported", cfg.ProtocolVersion)}
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, g := range cfg.Tables {
+		if err := validGlob(g); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}

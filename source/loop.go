@@ -1,0 +1,365 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/catalog"
+	"github.com/pgfeed/pgfeed/internal/pgoutput"
+)
+
+// Delivery is batched: the loop hands the consumer slices of events. The
+// queue holds at most queueBatches batches of at most maxBatchEvents events
+// or maxBatchBytes bytes, which bounds the memory between the socket and a
+// slow consumer; beyond it the loop stops reading and TCP pushes back on
+// the server.
+const (
+	queueBatches   = 8
+	maxBatchEvents = 1024
+	maxBatchBytes  = 1 << 20
+)
+
+// loop is the one goroutine that owns the replication connection (and the
+// catalog connection used to resolve types while streaming).
+type loop struct {
+	s     *Stream
+	repl  *pgconn.PgConn
+	meta  *pgx.Conn
+	types *catalog.Types
+	dec   *decoder
+
+	batch      []*event.Event
+	batchBytes int
+	nextStatus time.Time
+
+	inStream  bool
+	streamXID uint32
+	spools    map[uint32]*spool
+}
+
+func (l *loop) run(ctx context.Context) (err error) {
+	defer func() {
+		for _, sp := range l.spools {
+			sp.close()
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if !l.repl.IsClosed() {
+			// Report the final acked position, so a clean stop resumes exactly.
+			_ = l.sendStatus(false)
+			l.repl.Close(cctx)
+		}
+		l.meta.Close(cctx)
+	}()
+	conn := l.repl.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	l.nextStatus = time.Now().Add(l.s.cfg.StatusInterval)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !time.Now().Before(l.nextStatus) {
+			if err := l.sendStatus(false); err != nil {
+				return err
+			}
+		}
+		// Wait for the server no longer than the next status is due; with
+		// events waiting for the consumer, only briefly, then hand them over.
+		deadline := l.nextStatus
+		if len(l.batch) > 0 {
+			deadline = time.Now().Add(time.Millisecond)
+		}
+		_ = conn.SetReadDeadline(deadline)
+		if ctx.Err() != nil { // cancelled between the check above and SetReadDeadline
+			return ctx.Err()
+		}
+		msg, err := l.repl.ReceiveMessage(context.Background())
+		if err != nil {
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() || pgconn.Timeout(err) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err := l.flush(ctx, true); err != nil {
+					return err
+				}
+				continue
+			}
+			return fmt.Errorf("replication connection lost: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := l.handleCopyData(ctx, m.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return explainSQL(pgconn.ErrorResponseToPgError(m), "streaming")
+		case *pgproto3.CopyDone:
+			return fmt.Errorf("the server ended replication")
+		default:
+			// Notices and parameter changes need no action.
+		}
+	}
+}
+
+func (l *loop) handleCopyData(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parsing keepalive: %w", err)
+		}
+		end := event.LSN(ka.ServerWALEnd)
+		l.s.stats.serverEnd.Store(uint64(end))
+		if !l.dec.inTxn && !l.inStream {
+			l.s.tracker.serverEnd(end)
+		}
+		if l.s.cfg.EndLSN != 0 && end >= l.s.cfg.EndLSN && !l.dec.inTxn && len(l.spools) == 0 {
+			if err := l.flush(ctx, false); err != nil {
+				return err
+			}
+			return io.EOF
+		}
+		if ka.ReplyRequested {
+			return l.sendStatus(false)
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parsing XLogData: %w", err)
+		}
+		l.s.stats.bytes.Add(uint64(len(xld.WALData)))
+		// The connection reuses its read buffer; events keep slices of this copy.
+		wal := make([]byte, len(xld.WALData))
+		copy(wal, xld.WALData)
+		return l.handleWAL(ctx, event.LSN(xld.WALStart), wal)
+	}
+	return nil
+}
+
+// handleWAL decodes one pgoutput message. Messages of a streamed
+// in-progress transaction go to its spool; the rest become events.
+func (l *loop) handleWAL(ctx context.Context, walStart event.LSN, wal []byte) error {
+	msg, err := pgoutput.Parse(wal, l.inStream)
+	if err != nil {
+		return fmt.Errorf("decoding pgoutput message at %s: %w", walStart, err)
+	}
+	switch m := msg.(type) {
+	case *pgoutput.StreamStart:
+		l.inStream, l.streamXID = true, m.XID
+		if l.spools == nil {
+			l.spools = map[uint32]*spool{}
+		}
+		if _, ok := l.spools[m.XID]; !ok {
+			sp, err := newSpool(l.s.cfg.SpoolDir, m.XID)
+			if err != nil {
+				return err
+			}
+			l.spools[m.XID] = sp
+			l.s.tracker.streamOpened()
+		}
+		return nil
+	case *pgoutput.StreamStop:
+		l.inStream = false
+		return nil
+	case *pgoutput.StreamAbort:
+		sp := l.spools[m.XID]
+		if sp == nil {
+			return nil
+		}
+		if m.SubXID != m.XID {
+			sp.abortSub(m.SubXID)
+			return nil
+		}
+		sp.close()
+		delete(l.spools, m.XID)
+		l.s.tracker.streamClosed()
+		return nil
+	case *pgoutput.StreamCommit:
+		return l.replaySpool(ctx, m)
+	}
+	if l.inStream {
+		sp := l.spools[l.streamXID]
+		if sp == nil {
+			return fmt.Errorf("streamed message for transaction %d outside its stream", l.streamXID)
+		}
+		if lm, ok := msg.(*pgoutput.LogicalMessage); ok && !lm.Transactional {
+			return l.decode(ctx, walStart, msg) // not part of the transaction
+		}
+		if err := sp.add(l.streamXID, uint64(walStart), wal); err != nil {
+			return err
+		}
+		l.s.stats.spooled.Add(uint64(len(wal) + spoolRecordHeader))
+		return nil
+	}
+	return l.decode(ctx, walStart, msg)
+}
+
+// decode turns one message into events and queues them.
+func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Message) error {
+	switch m := msg.(type) {
+	case *pgoutput.Begin:
+		if l.s.cfg.EndLSN != 0 && event.LSN(m.FinalLSN) > l.s.cfg.EndLSN {
+			// Like pg_recvlogical --endpos: stop before the first
+			// transaction that commits after the end position.
+			if err := l.flush(ctx, false); err != nil {
+				return err
+			}
+			return io.EOF
+		}
+		l.s.tracker.begin(event.LSN(m.FinalLSN))
+		l.s.stats.txns.Add(1)
+	case *pgoutput.Relation:
+		if missing := l.types.Missing(relationTypes(m)); len(missing) > 0 {
+			if err := l.types.Resolve(ctx, l.meta, missing); err != nil {
+				return fmt.Errorf("resolving column types of %s.%s: %w", m.Namespace, m.Name, err)
+			}
+		}
+	case *pgoutput.LogicalMessage:
+		if !m.Transactional {
+			l.s.tracker.single(event.LSN(m.LSN))
+		}
+	}
+	var err error
+	before := len(l.batch)
+	l.batch, err = l.dec.handle(l.batch, walStart, msg)
+	if err != nil {
+		return err
+	}
+	for _, e := range l.batch[before:] {
+		l.batchBytes += eventSize(e)
+	}
+	if c, ok := msg.(*pgoutput.Commit); ok {
+		l.s.tracker.commit(event.LSN(c.CommitLSN), event.LSN(c.EndLSN))
+		if l.s.cfg.EndLSN != 0 && event.LSN(c.EndLSN) >= l.s.cfg.EndLSN {
+			if err := l.flush(ctx, false); err != nil {
+				return err
+			}
+			return io.EOF
+		}
+	}
+	return l.flush(ctx, false)
+}
+
+// replaySpool delivers a committed streamed transaction from its spool, as
+// if it had arrived between a Begin and a Commit.
+func (l *loop) replaySpool(ctx context.Context, m *pgoutput.StreamCommit) error {
+	sp := l.spools[m.XID]
+	delete(l.spools, m.XID)
+	if sp == nil {
+		return fmt.Errorf("commit of streamed transaction %d that never started", m.XID)
+	}
+	defer sp.close()
+	l.s.stats.streamed.Add(1)
+	begin := &pgoutput.Begin{FinalLSN: m.CommitLSN, CommitTime: m.CommitTime, XID: m.XID}
+	if err := l.decode(ctx, event.LSN(m.CommitLSN), begin); err != nil {
+		return err
+	}
+	err := sp.replay(func(walStart uint64, wal []byte) error {
+		msg, err := pgoutput.Parse(wal, true)
+		if err != nil {
+			return fmt.Errorf("decoding spooled message at %s: %w", event.LSN(walStart), err)
+		}
+		return l.decode(ctx, event.LSN(walStart), msg)
+	})
+	if err != nil {
+		return err
+	}
+	commit := &pgoutput.Commit{Flags: m.Flags, CommitLSN: m.CommitLSN, EndLSN: m.EndLSN, CommitTime: m.CommitTime}
+	err = l.decode(ctx, event.LSN(m.EndLSN), commit)
+	l.s.tracker.streamClosed()
+	return err
+}
+
+// flush hands the batch to the consumer. Without force it only does so when
+// the consumer is waiting or the batch is full, so that events travel in
+// batches under load and one by one when the consumer is idle. A full queue
+// blocks here, which stops reading from the server: that is the backpressure.
+func (l *loop) flush(ctx context.Context, force bool) error {
+	if len(l.batch) == 0 {
+		return nil
+	}
+	if !force && len(l.batch) < maxBatchEvents && l.batchBytes < maxBatchBytes {
+		// An empty queue means the consumer has caught up: give it what we
+		// have now rather than make it wait for a full batch.
+		if len(l.s.out) == 0 {
+			select {
+			case l.s.out <- l.batch:
+				l.handedOver()
+			default:
+			}
+		}
+		return nil
+	}
+	for {
+		wait := time.Until(l.nextStatus)
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case l.s.out <- l.batch:
+			timer.Stop()
+			l.handedOver()
+			return nil
+		case <-timer.C:
+			// A slow consumer must not make the server think we are gone.
+			if err := l.sendStatus(false); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+func (l *loop) handedOver() {
+	l.s.stats.events.Add(uint64(len(l.batch)))
+	l.batch = make([]*event.Event, 0, min(2*len(l.batch), maxBatchEvents))
+	l.batchBytes = 0
+}
+
+// eventSize estimates an event's memory, to bound batches by bytes.
+func eventSize(e *event.Event) int {
+	n := 200
+	for _, v := range e.Before {
+		n += len(v.Raw) + 24
+	}
+	for _, v := range e.After {
+		n += len(v.Raw) + 24
+	}
+	if e.Message != nil {
+		n += len(e.Message.Content)
+	}
+	return n
+}
+
+func (l *loop) sendStatus(reply bool) error {
+	l.nextStatus = time.Now().Add(l.s.cfg.StatusInterval)
+	// Written is reported as the confirmed position too: while it lags the
+	// server's send position, the server pings us as soon as it has nothing
+	// more to send, which is how an --endpos at the WAL end is noticed.
+	confirmed := l.s.tracker.position()
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), l.repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(confirmed),
+		WALFlushPosition: pglogrepl.LSN(confirmed),
+		WALApplyPosition: pglogrepl.LSN(confirmed),
+		ReplyRequested:   reply,
+	})
+	if err != nil {
+		return fmt.Errorf("sending standby status: %w", err)
+	}
+	return nil
+}

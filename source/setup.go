@@ -1,0 +1,297 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// sessionParams make every session print values the way the event mapping
+// expects them (ISO dates, UTC, exact floats, hex bytea), whatever the
+// server's or the role's defaults are. The replication connection needs
+// them too: pgoutput formats values with the walsender's settings.
+var sessionParams = map[string]string{
+	"DateStyle":          "ISO, YMD",
+	"TimeZone":           "UTC",
+	"IntervalStyle":      "postgres",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+}
+
+// ConnConfig parses a DSN (empty: the PG* environment) into a pgx config
+// with pgfeed's session settings.
+func ConnConfig(dsn string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, &UserError{Msg: fmt.Sprintf("invalid DSN: %v", errors.Unwrap(err)), Err: err}
+	}
+	applySession(&cfg.Config)
+	return cfg, nil
+}
+
+func applySession(cfg *pgconn.Config) {
+	for k, v := range sessionParams {
+		cfg.RuntimeParams[k] = v
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "pgfeed"
+	}
+}
+
+// Connect opens a normal (non-replication) connection with pgfeed's
+// session settings, explaining failures a user can fix.
+func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	cfg, err := ConnConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, explainConnect(err, "connecting to PostgreSQL")
+	}
+	return conn, nil
+}
+
+func connectReplication(ctx context.Context, dsn string) (*pgconn.PgConn, error) {
+	cfg, err := ConnConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	pc := cfg.Config.Copy()
+	pc.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, explainConnect(err, "opening the replication connection")
+	}
+	return conn, nil
+}
+
+// checkServer verifies what logical decoding needs before anything else, so
+// that a misconfigured server gets one clear line instead of a protocol error.
+func checkServer(ctx context.Context, conn *pgx.Conn) (version int, err error) {
+	var level, num string
+	var canReplicate bool
+	err = conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num'),
+		(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)`).Scan(&level, &num, &canReplicate)
+	if err != nil {
+		return 0, explainSQL(err, "checking the server")
+	}
+	if level != "logical" {
+		return 0, &UserError{Msg: fmt.Sprintf("wal_level is %q, but logical decoding needs \"logical\": set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", level)}
+	}
+	if !canReplicate {
+		return 0, &UserError{Msg: "the user in the DSN lacks the REPLICATION attribute: run ALTER ROLE <user> REPLICATION as a superuser, or connect as a role that has it"}
+	}
+	version, _ = strconv.Atoi(num)
+	if version < 100000 {
+		return 0, &UserError{Msg: fmt.Sprintf("PostgreSQL %s is too old: pgfeed needs 10 or later for pgoutput", num)}
+	}
+	return version, nil
+}
+
+// normalizeGlob gives a table glob a schema: "orders" means "public.orders".
+func normalizeGlob(g string) string {
+	if !strings.Contains(g, ".") {
+		return "public." + g
+	}
+	return g
+}
+
+func validGlob(g string) error {
+	if _, err := path.Match(normalizeGlob(g), ""); err != nil {
+		return &UserError{Msg: fmt.Sprintf("invalid table pattern %q in --tables: %v", g, err)}
+	}
+	return nil
+}
+
+func hasWildcard(g string) bool { return strings.ContainsAny(g, "*?[") }
+
+// tableName is a schema-qualified table.
+type tableName struct{ schema, table string }
+
+func (t tableName) String() string { return t.schema + "." + t.table }
+func (t tableName) sql() string    { return pgx.Identifier{t.schema, t.table}.Sanitize() }
+
+// resolveTables lists the user tables matching the globs. A name without
+// wildcards that matches nothing is an error: the user named a table that
+// is not there.
+func resolveTables(ctx context.Context, conn *pgx.Conn, globs []string) ([]tableName, error) {
+	rows, err := conn.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`)
+	if err != nil {
+		return nil, explainSQL(err, "listing tables")
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
+		var t tableName
+		return t, r.Scan(&t.schema, &t.table)
+	})
+	if err != nil {
+		return nil, explainSQL(err, "listing tables")
+	}
+	seen := map[tableName]bool{}
+	var out []tableName
+	for _, g := range globs {
+		g = normalizeGlob(g)
+		matched := false
+		for _, t := range all {
+			if ok, _ := path.Match(g, t.String()); ok {
+				matched = true
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+		}
+		if !matched && !hasWildcard(g) {
+			return nil, &UserError{Msg: fmt.Sprintf("table %q does not exist: check --tables", g)}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out, nil
+}
+
+// ensurePublication checks (and with create, creates or aligns) the
+// publication.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
+	var allTables bool
+	err := conn.QueryRow(ctx, "SELECT puballtables FROM pg_publication WHERE pubname = $1", cfg.Publication).Scan(&allTables)
+	missing := errors.Is(err, pgx.ErrNoRows)
+	if err != nil && !missing {
+		return explainSQL(err, "reading publication")
+	}
+	var tables []tableName
+	if len(cfg.Tables) > 0 {
+		if tables, err = resolveTables(ctx, conn, cfg.Tables); err != nil {
+			return err
+		}
+		if len(tables) == 0 {
+			return &UserError{Msg: fmt.Sprintf("no table matches --tables %s", strings.Join(cfg.Tables, ","))}
+		}
+	}
+	list := make([]string, len(tables))
+	for i, t := range tables {
+		list[i] = t.sql()
+	}
+	pub := pgx.Identifier{cfg.Publication}.Sanitize()
+	switch {
+	case missing && !cfg.Create:
+		return &UserError{Msg: fmt.Sprintf("publication %q does not exist: pass --create, or run CREATE PUBLICATION %s FOR ALL TABLES", cfg.Publication, cfg.Publication)}
+	case missing && len(tables) == 0:
+		_, err = conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR ALL TABLES")
+		return wrapIf(explainSQL, err, "creating publication "+cfg.Publication+" for all tables")
+	case missing:
+		_, err = conn.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(list, ", "))
+		return wrapIf(explainSQL, err, "creating publication "+cfg.Publication)
+	case allTables || len(tables) == 0:
+		return nil
+	case cfg.Create:
+		_, err = conn.Exec(ctx, "ALTER PUBLICATION "+pub+" SET TABLE "+strings.Join(list, ", "))
+		return wrapIf(explainSQL, err, "setting the tables of publication "+cfg.Publication)
+	}
+	// An existing publication that the user does not want changed: every
+	// table asked for must be in it, or its changes would silently never come.
+	rows, err := conn.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", cfg.Publication)
+	if err != nil {
+		return explainSQL(err, "reading publication tables")
+	}
+	in := map[tableName]bool{}
+	for rows.Next() {
+		var t tableName
+		if err := rows.Scan(&t.schema, &t.table); err != nil {
+			return explainSQL(err, "reading publication tables")
+		}
+		in[t] = true
+	}
+	if err := rows.Err(); err != nil {
+		return explainSQL(err, "reading publication tables")
+	}
+	for _, t := range tables {
+		if !in[t] {
+			return &UserError{Msg: fmt.Sprintf("table %s is not in publication %q: run ALTER PUBLICATION %s ADD TABLE %s, or pass --create", t, cfg.Publication, cfg.Publication, t.sql())}
+		}
+	}
+	return nil
+}
+
+func wrapIf(explain func(error, string) error, err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	return explain(err, what)
+}
+
+// slotInfo is what the stream needs to know of an existing slot.
+type slotInfo struct {
+	exists    bool
+	plugin    string
+	database  string
+	active    bool
+	activePID int
+	confirmed event.LSN
+}
+
+func readSlot(ctx context.Context, conn *pgx.Conn, name string) (slotInfo, error) {
+	var s slotInfo
+	var plugin, database *string
+	var pid *int
+	var confirmed *string
+	err := conn.QueryRow(ctx, `SELECT plugin, database, active, active_pid, confirmed_flush_lsn::text
+		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &s.active, &pid, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, nil
+	}
+	if err != nil {
+		return s, explainSQL(err, "reading replication slot "+name)
+	}
+	s.exists = true
+	if plugin != nil {
+		s.plugin = *plugin
+	}
+	if database != nil {
+		s.database = *database
+	}
+	if pid != nil {
+		s.activePID = *pid
+	}
+	if confirmed != nil {
+		s.confirmed, _ = event.ParseLSN(*confirmed)
+	}
+	return s, nil
+}
+
+// checkSlot verifies that an existing slot can be streamed from here.
+func checkSlot(s slotInfo, name, database string) error {
+	switch {
+	case s.plugin != "pgoutput":
+		return &UserError{Msg: fmt.Sprintf("replication slot %q uses plugin %q, not pgoutput: drop it (pgfeed slot drop %s) or choose another --slot", name, s.plugin, name)}
+	case s.database != database:
+		return &UserError{Msg: fmt.Sprintf("replication slot %q belongs to database %q, not %q: connect to that database or choose another --slot", name, s.database, database)}
+	case s.active:
+		return &UserError{Msg: fmt.Sprintf("replication slot %q is active for PID %d: another consumer is streaming from it; stop it or use another --slot", name, s.activePID)}
+	}
+	return nil
+}
+
+// createSlot creates the logical slot on the replication connection. With
+// export, the snapshot it exports stays valid until the next command on
+// that connection.
+func createSlot(ctx context.Context, repl *pgconn.PgConn, name string, export bool) (pglogrepl.CreateReplicationSlotResult, error) {
+	action := "NOEXPORT_SNAPSHOT"
+	if export {
+		action = "EXPORT_SNAPSHOT"
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action})
+	if err != nil {
+		return res, explainSQL(err, "creating replication slot "+name)
+	}
+	return res, nil
+}

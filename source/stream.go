@@ -1,0 +1,246 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/catalog"
+)
+
+// Stream delivers the changes of one replication slot. Next and Ack may be
+// called from different goroutines; Next itself is for one consumer.
+type Stream struct {
+	cfg     Config
+	log     *slog.Logger
+	tracker *tracker
+	out     chan []*event.Event
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error // set by the loop before done closes
+
+	batch []*event.Event
+	cur   int
+
+	closeOnce sync.Once
+	stats     stats
+}
+
+// Stats are counters of a running stream.
+type Stats struct {
+	Events         uint64    // events delivered to the channel
+	Bytes          uint64    // pgoutput bytes received
+	Transactions   uint64    // transactions received
+	StreamedTxns   uint64    // large transactions received through the spool
+	SpooledBytes   uint64    // bytes written to spool files
+	Confirmed      event.LSN // position confirmed to the server
+	ServerWALEnd   event.LSN // latest WAL end the server reported
+	StartLSN       event.LSN // where the stream started (the slot's confirmed position)
+	ProtocolVerion int
+}
+
+type stats struct {
+	events, bytes, txns, streamed, spooled, serverEnd atomic.Uint64
+	start                                             event.LSN
+	proto                                             int
+}
+
+// Open checks the server, the publication and the slot (creating them with
+// Config.Create), and starts streaming. Failures a user can fix come back
+// as *UserError.
+func Open(ctx context.Context, c Config) (*Stream, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	meta, err := Connect(ctx, cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	version, err := checkServer(ctx, meta)
+	if err != nil {
+		meta.Close(ctx)
+		return nil, err
+	}
+	if cfg.ProtocolVersion == 0 {
+		cfg.ProtocolVersion = 1
+		if version >= 140000 {
+			cfg.ProtocolVersion = 2
+		}
+	}
+	if cfg.ProtocolVersion == 2 && version < 140000 {
+		meta.Close(ctx)
+		return nil, &UserError{Msg: fmt.Sprintf("pgoutput protocol version 2 needs PostgreSQL 14 or later (server is %d)", version)}
+	}
+	if err := ensurePublication(ctx, meta, &cfg); err != nil {
+		meta.Close(ctx)
+		return nil, err
+	}
+	slot, err := readSlot(ctx, meta, cfg.Slot)
+	if err != nil {
+		meta.Close(ctx)
+		return nil, err
+	}
+	if slot.exists {
+		if err := checkSlot(slot, cfg.Slot, meta.Config().Database); err != nil {
+			meta.Close(ctx)
+			return nil, err
+		}
+	} else if !cfg.Create {
+		meta.Close(ctx)
+		return nil, &UserError{Msg: fmt.Sprintf("replication slot %q does not exist: pass --create, or run pgfeed slot create %s", cfg.Slot, cfg.Slot)}
+	}
+
+	repl, err := connectReplication(ctx, cfg.DSN)
+	if err != nil {
+		meta.Close(ctx)
+		return nil, err
+	}
+	fail := func(err error) (*Stream, error) {
+		repl.Close(context.Background())
+		meta.Close(context.Background())
+		return nil, err
+	}
+	start := slot.confirmed
+	if !slot.exists {
+		res, err := createSlot(ctx, repl, cfg.Slot, cfg.Snapshot != nil)
+		if err != nil {
+			return fail(err)
+		}
+		if start, err = event.ParseLSN(res.ConsistentPoint); err != nil {
+			return fail(fmt.Errorf("reading consistent point of new slot: %w", err))
+		}
+		cfg.Logger.Info("created replication slot", "slot", cfg.Slot, "consistent_point", start)
+		if cfg.Snapshot != nil {
+			// The exported snapshot lives until the next command on repl.
+			if err := cfg.Snapshot(res.SnapshotName, start); err != nil {
+				return fail(fmt.Errorf("reading the initial snapshot: %w", err))
+			}
+		}
+	}
+
+	startAt := start
+	if cfg.StartLSN > startAt {
+		startAt = cfg.StartLSN
+	}
+	args := []string{
+		fmt.Sprintf("proto_version '%d'", cfg.ProtocolVersion),
+		fmt.Sprintf("publication_names '%s'", cfg.Publication), // validated: [a-z0-9_]
+		"messages 'true'",
+	}
+	if cfg.ProtocolVersion >= 2 {
+		args = append(args, "streaming 'true'")
+	}
+	err = pglogrepl.StartReplication(ctx, repl, cfg.Slot, pglogrepl.LSN(startAt), pglogrepl.StartReplicationOptions{PluginArgs: args})
+	if err != nil {
+		return fail(explainSQL(err, "starting replication from slot "+cfg.Slot))
+	}
+
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s := &Stream{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		tracker: newTracker(start),
+		out:     make(chan []*event.Event, queueBatches),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	s.stats.start, s.stats.proto = start, cfg.ProtocolVersion
+	l := &loop{
+		s:     s,
+		repl:  repl,
+		meta:  meta,
+		types: catalog.NewTypes(),
+	}
+	l.dec = newDecoder(l.types, normalizeGlobs(cfg.Tables), cfg.Schemas, cfg.Transactions)
+	go func() {
+		err := l.run(loopCtx)
+		s.err = err
+		close(s.out)
+		close(s.done)
+	}()
+	return s, nil
+}
+
+func normalizeGlobs(globs []string) []string {
+	out := make([]string, len(globs))
+	for i, g := range globs {
+		out[i] = normalizeGlob(g)
+	}
+	return out
+}
+
+// Next returns the next event, waiting for one. It returns io.EOF once the
+// stream reached Config.EndLSN, and the stream's error if it failed.
+// The event belongs to the caller.
+func (s *Stream) Next(ctx context.Context) (*event.Event, error) {
+	for s.cur >= len(s.batch) {
+		select {
+		case b, ok := <-s.out:
+			if !ok {
+				return nil, s.finalErr()
+			}
+			s.batch, s.cur = b, 0
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	e := s.batch[s.cur]
+	s.batch[s.cur] = nil
+	s.cur++
+	return e, nil
+}
+
+// Buffered reports how many events Next can return without waiting on the
+// server. Consumers use it to flush their output when it reaches zero.
+func (s *Stream) Buffered() int { return len(s.batch) - s.cur }
+
+func (s *Stream) finalErr() error {
+	if s.err == nil || errors.Is(s.err, context.Canceled) {
+		return io.EOF
+	}
+	return s.err
+}
+
+// Ack acknowledges every event whose CommitLSN is at or before lsn: they
+// will not be delivered again, and Postgres may recycle their WAL. Acking a
+// position that was never delivered is an error and changes nothing.
+func (s *Stream) Ack(lsn event.LSN) error { return s.tracker.ack(lsn) }
+
+// Confirmed returns the position confirmed (or about to be confirmed) to the server.
+func (s *Stream) Confirmed() event.LSN { return s.tracker.position() }
+
+// Stats returns the stream's counters.
+func (s *Stream) Stats() Stats {
+	return Stats{
+		Events:         s.stats.events.Load(),
+		Bytes:          s.stats.bytes.Load(),
+		Transactions:   s.stats.txns.Load(),
+		StreamedTxns:   s.stats.streamed.Load(),
+		SpooledBytes:   s.stats.spooled.Load(),
+		Confirmed:      s.tracker.position(),
+		ServerWALEnd:   event.LSN(s.stats.serverEnd.Load()),
+		StartLSN:       s.stats.start,
+		ProtocolVerion: s.stats.proto,
+	}
+}
+
+// Close stops the stream: it reports the last acked position to the server
+// and closes the connections. Unacked events come again on the next Open.
+func (s *Stream) Close() error {
+	s.closeOnce.Do(s.cancel)
+	<-s.done
+	if s.err == nil || errors.Is(s.err, context.Canceled) || errors.Is(s.err, io.EOF) {
+		return nil
+	}
+	return s.err
+}
+
+// Done is closed when the stream stopped (Close, EndLSN, or an error).
+func (s *Stream) Done() <-chan struct{} { return s.done }
