@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgfeed/pgfeed/source"
+	"github.com/spf13/cobra"
+)
+
+func newSlotCmd(e *env) *cobra.Command {
+	c := &cobra.Command{Use: "slot", Short: "List, create and drop logical replication slots"}
+	c.AddCommand(newSlotListCmd(e), newSlotCreateCmd(e), newSlotDropCmd(e))
+	return c
+}
+
+// SlotInfo is one row of `pgfeed slot list`.
+type SlotInfo struct {
+	Name          string `json:"name"`
+	Plugin        string `json:"plugin"`
+	Type          string `json:"type"`
+	Database      string `json:"database"`
+	Active        bool   `json:"active"`
+	ActivePID     *int   `json:"active_pid"`
+	ConfirmedLSN  string `json:"confirmed_flush_lsn"`
+	RestartLSN    string `json:"restart_lsn"`
+	RetainedBytes int64  `json:"retained_wal_bytes"`
+	LagBytes      int64  `json:"lag_bytes"`
+}
+
+func newSlotListCmd(e *env) *cobra.Command {
+	var conn connFlags
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List slots with their plugin, activity, confirmed position and retained WAL",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := source.Connect(cmd.Context(), conn.resolve(e))
+			if err != nil {
+				return err
+			}
+			defer db.Close(context.Background())
+			slots, err := listSlots(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				for _, s := range slots {
+					if err := enc.Encode(s); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tCONFIRMED_FLUSH_LSN\tRETAINED_WAL_BYTES\tLAG_BYTES")
+			for _, s := range slots {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%d\n", s.Name, s.Plugin, s.Database, s.Active, s.ConfirmedLSN, s.RetainedBytes, s.LagBytes)
+			}
+			return tw.Flush()
+		},
+	}
+	conn.register(c)
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per slot")
+	return c
+}
+
+func listSlots(ctx context.Context, db *pgx.Conn) ([]SlotInfo, error) {
+	rows, err := db.Query(ctx, `SELECT slot_name, coalesce(plugin, ''), slot_type, coalesce(database, ''), active, active_pid,
+		coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''),
+		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
+		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
+		FROM pg_replication_slots ORDER BY slot_name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing slots: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SlotInfo, error) {
+		var s SlotInfo
+		err := r.Scan(&s.Name, &s.Plugin, &s.Type, &s.Database, &s.Active, &s.ActivePID, &s.ConfirmedLSN, &s.RestartLSN, &s.RetainedBytes, &s.LagBytes)
+		return s, err
+	})
+}
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+func checkSlotName(name string) error {
+	if !slotName.MatchString(name) {
+		return fmt.Errorf("invalid slot name %q: use lower-case letters, digits and underscores (at most 63)", name)
+	}
+	return nil
+}
+
+func newSlotCreateCmd(e *env) *cobra.Command {
+	var conn connFlags
+	c := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a logical replication slot with the pgoutput plugin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSlotName(args[0]); err != nil {
+				return err
+			}
+			db, err := source.Connect(cmd.Context(), conn.resolve(e))
+			if err != nil {
+				return err
+			}
+			defer db.Close(context.Background())
+			var lsn string
+			err = db.QueryRow(cmd.Context(), "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", args[0]).Scan(&lsn)
+			if err != nil {
+				return slotError(err, "creating slot "+args[0])
+			}
+			fmt.Fprintf(e.stdout, "created slot %s at %s\n", args[0], lsn)
+			return nil
+		},
+	}
+	conn.register(c)
+	return c
+}
+
+func newSlotDropCmd(e *env) *cobra.Command {
+	var conn connFlags
+	c := &cobra.Command{
+		Use:   "drop NAME",
+		Short: "Drop a replication slot, letting PostgreSQL recycle the WAL it retained",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSlotName(args[0]); err != nil {
+				return err
+			}
+			db, err := source.Connect(cmd.Context(), conn.resolve(e))
+			if err != nil {
+				return err
+			}
+			defer db.Close(context.Background())
+			if _, err := db.Exec(cmd.Context(), "SELECT pg_drop_replication_slot($1)", args[0]); err != nil {
+				return slotError(err, "dropping slot "+args[0])
+			}
+			fmt.Fprintf(e.stdout, "dropped slot %s\n", args[0])
+			return nil
+		},
+	}
+	conn.register(c)
+	return c
+}
+
+// slotError adds the fix to the slot errors users run into.
+func slotError(err error, what string) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	hint := ""
+	switch pgErr.Code {
+	case "42710":
+		hint = ": choose another name, or drop it first"
+	case "42704":
+		hint = ": see pgfeed slot list"
+	case "55006":
+		hint = ": stop the consumer streaming from it first"
+	case "55000":
+		hint = ": set wal_level = logical and restart PostgreSQL"
+	case "53400":
+		hint = ": raise max_replication_slots or drop unused slots"
+	case "42501":
+		hint = ": use a role with the REPLICATION attribute"
+	}
+	return &source.UserError{Msg: fmt.Sprintf("%s: %s%s", what, pgErr.Message, hint), Err: err}
+}
