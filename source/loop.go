@@ -129,7 +129,7 @@ func (l *loop) handleCopyData(ctx context.Context, data []byte) error {
 			l.s.tracker.serverEnd(end)
 		}
 		if l.s.cfg.EndLSN != 0 && end >= l.s.cfg.EndLSN && !l.dec.inTxn && len(l.spools) == 0 {
-			if err := l.flush(ctx, false); err != nil {
+			if err := l.flush(ctx, true); err != nil {
 				return err
 			}
 			return io.EOF
@@ -216,7 +216,7 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 		if l.s.cfg.EndLSN != 0 && event.LSN(m.FinalLSN) > l.s.cfg.EndLSN {
 			// Like pg_recvlogical --endpos: stop before the first
 			// transaction that commits after the end position.
-			if err := l.flush(ctx, false); err != nil {
+			if err := l.flush(ctx, true); err != nil {
 				return err
 			}
 			return io.EOF
@@ -246,7 +246,7 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 	if c, ok := msg.(*pgoutput.Commit); ok {
 		l.s.tracker.commit(event.LSN(c.CommitLSN), event.LSN(c.EndLSN))
 		if l.s.cfg.EndLSN != 0 && event.LSN(c.EndLSN) >= l.s.cfg.EndLSN {
-			if err := l.flush(ctx, false); err != nil {
+			if err := l.flush(ctx, true); err != nil {
 				return err
 			}
 			return io.EOF
