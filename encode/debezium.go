@@ -1,0 +1,623 @@
+package encode
+
+import (
+	"encoding/base64"
+	"fmt"
+	"time"
+
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// Debezium writes events in the envelope of Debezium's PostgreSQL connector
+// (the 2.x shape, without the ts_us/ts_ns fields of later releases), so
+// consumers written for Debezium read pgfeed unchanged:
+//
+//	{"schema":{...},"payload":{"before":null,"after":{"id":2,"data":"2"},
+//	 "source":{"version":"pgfeed","connector":"postgresql","name":"pgfeed","ts_ms":1795237...,
+//	   "snapshot":"false","db":"app","sequence":"[\"23791520\",\"23791432\"]",
+//	   "schema":"public","table":"data","txId":732,"lsn":23791432,"xmin":null},
+//	 "op":"c","ts_ms":1795237...,"transaction":null}}
+//
+// The "schema" part is the Kafka Connect schema JsonConverter writes with
+// schemas.enable=true, Debezium's default; Options.DebeziumPayloadOnly
+// leaves it out and writes the payload object alone.
+//
+// Envelope fields: op is c (insert), u (update), d (delete), r (read, a
+// snapshot row) or t (truncate). source.ts_ms is the commit time in
+// milliseconds (the processing time when an event has none, like Debezium's
+// snapshot rows); payload ts_ms is when pgfeed encoded the event
+// (Options.Now). source.lsn is the change's own WAL position as a number and
+// txId the transaction id (null when zero). source.sequence is the JSON text
+// of ["commit LSN","LSN"] in decimal: Debezium puts the previous commit
+// there; pgfeed puts the event's own transaction's commit, which is equally
+// monotonic in delivery order and, unlike the previous commit, identifies
+// the transaction. snapshot is "true" for read events ("last" is never
+// written: the encoder does not know which row is the last) and "false"
+// otherwise. xmin is null and transaction null, as Debezium writes them
+// without xmin.fetch.interval.ms and provide.transaction.metadata. Like
+// Debezium, before carries what Postgres sent: null on updates under
+// REPLICA IDENTITY DEFAULT that keep the key, the key columns (others null)
+// on such deletes, the whole old row under FULL. Tombstones after deletes
+// are a Kafka concern and left to the Kafka sink.
+//
+// Column values follow Debezium's defaults where that is cheap and exact,
+// and otherwise the setting a Debezium user would pick:
+//   - smallint, integer, bigint, oid: numbers (int16/int32/int64).
+//   - real, double precision: numbers (float/double); NaN and ±Infinity are
+//     the strings "NaN", "Infinity", "-Infinity", since JSON has no such
+//     numbers.
+//   - numeric: an exact decimal string, as decimal.handling.mode=string
+//     gives. Debezium's default (precise) writes base64 of an unscaled
+//     big-endian integer, which readers without the Connect schema cannot
+//     decode and which cannot hold NaN or infinity.
+//   - boolean: true/false. bytea: base64 (binary.handling.mode=bytes).
+//   - date: days since 1970-01-01 (io.debezium.time.Date).
+//   - timestamp: microseconds since the epoch (io.debezium.time.MicroTimestamp),
+//     or milliseconds (io.debezium.time.Timestamp) for timestamp(0..3), as
+//     time.precision.mode=adaptive does.
+//   - time: microseconds since midnight (io.debezium.time.MicroTime), or
+//     milliseconds (io.debezium.time.Time) for time(0..3).
+//   - timestamptz: an ISO-8601 string in UTC (io.debezium.time.ZonedTimestamp),
+//     timetz: "04:56:29.368123Z" normalised to UTC (io.debezium.time.ZonedTime).
+//   - ±infinity dates and timestamps: the largest and smallest int32/int64,
+//     the values Postgres itself stores for them; timestamptz infinities are
+//     the strings "infinity" and "-infinity".
+//   - json, jsonb: a string holding the JSON text (io.debezium.data.Json);
+//     uuid (io.debezium.data.Uuid), xml (io.debezium.data.Xml), interval,
+//     enums, ranges and every other type: Postgres's text form as a string.
+//     (Debezium writes intervals as approximate microseconds by default; the
+//     text form is exact.)
+//   - arrays: JSON arrays whose elements follow the native mapping (so
+//     elements of date or timestamp arrays are ISO strings); arrays of json
+//     or jsonb are their Postgres text form as a string.
+//   - An unchanged TOASTed value, which Postgres does not send, is
+//     "__debezium_unavailable_value" (base64 of it for bytea, a one-element
+//     array of it for arrays of strings), Debezium's placeholder; null for
+//     the few types that cannot hold a string.
+//
+// Logical decoding messages are Debezium's message events (op "m", with
+// message.prefix and base64 message.content); begin and commit are
+// Debezium's transaction metadata records ({"status":"BEGIN"|"END","id":
+// "xid:commit LSN",...}, event_count and data_collections null because the
+// encoder does not count). Debezium's PostgreSQL connector has no schema
+// change events; schema events are written in the shape of Debezium's
+// schema-change records, with a subset of their column fields: {"source":..,
+// "ts_ms":..,"databaseName":..,"schemaName":..,"ddl":null,"tableChanges":
+// [{"type":"ALTER","id":"\"public\".\"data\"","table":{"primaryKeyColumnNames":
+// [..],"columns":[{"name","typeName","typeExpression","position","optional"}]}}]}.
+type Debezium struct {
+	opts         Options
+	sourceHead   []byte // `{"version":..,"connector":"postgresql","name":..,"ts_ms":`
+	sourceSchema []byte // the Kafka Connect schema of "source"
+	rels         relCache[*dbzRelation]
+}
+
+// The placeholder Debezium writes for values Postgres did not send.
+const debeziumUnavailable = "__debezium_unavailable_value"
+
+// NewDebezium returns a Debezium encoder. See Options for what it uses.
+func NewDebezium(opts Options) *Debezium {
+	d := &Debezium{opts: opts}
+	version := opts.DebeziumVersion
+	if version == "" {
+		version = "pgfeed"
+	}
+	h := append([]byte(nil), `{"version":`...)
+	h = event.AppendJSONString(h, version)
+	h = append(h, `,"connector":"postgresql","name":`...)
+	h = event.AppendJSONString(h, opts.serverName())
+	d.sourceHead = append(h, `,"ts_ms":`...)
+	d.sourceSchema = []byte(`{"type":"struct","fields":[` +
+		`{"type":"string","optional":false,"field":"version"},` +
+		`{"type":"string","optional":false,"field":"connector"},` +
+		`{"type":"string","optional":false,"field":"name"},` +
+		`{"type":"int64","optional":false,"field":"ts_ms"},` +
+		`{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},` +
+		`{"type":"string","optional":false,"field":"db"},` +
+		`{"type":"string","optional":true,"field":"sequence"},` +
+		`{"type":"string","optional":false,"field":"schema"},` +
+		`{"type":"string","optional":false,"field":"table"},` +
+		`{"type":"int64","optional":true,"field":"txId"},` +
+		`{"type":"int64","optional":true,"field":"lsn"},` +
+		`{"type":"int64","optional":true,"field":"xmin"}` +
+		`],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}`)
+	d.rels.build = d.buildRelation
+	return d
+}
+
+// Encode appends the Debezium form of e to dst.
+func (d *Debezium) Encode(dst []byte, e *event.Event) ([]byte, error) {
+	if e == nil {
+		return dst, errNilEvent
+	}
+	start := len(dst)
+	var err error
+	switch e.Op {
+	case event.OpInsert, event.OpUpdate, event.OpDelete, event.OpRead, event.OpTruncate:
+		dst, err = d.appendChange(dst, e)
+	case event.OpMessage:
+		dst = d.appendMessage(dst, e)
+	case event.OpBegin, event.OpCommit:
+		dst = d.appendTransaction(dst, e)
+	case event.OpSchema:
+		dst, err = d.appendSchemaChange(dst, e)
+	default:
+		err = errUnknownOp(FormatDebezium, e)
+	}
+	if err != nil {
+		return dst[:start], err
+	}
+	return dst, nil
+}
+
+// dbzRelation is what the encoder derives once per table shape.
+type dbzRelation struct {
+	schema []byte // the envelope's Kafka Connect schema
+	cols   []dbzColumn
+}
+
+type dbzColumn struct {
+	conv        dbzConv
+	placeholder string // JSON for an unchanged TOAST value
+}
+
+// dbzConv says how a column's text form becomes Debezium's JSON value.
+type dbzConv uint8
+
+const (
+	dbzNative         dbzConv = iota // the native mapping (Value.AppendJSON)
+	dbzText                          // Postgres's text form as a string
+	dbzDate                          // days since the epoch
+	dbzMicroTimestamp                // microseconds since the epoch
+	dbzMilliTimestamp                // milliseconds since the epoch
+	dbzMicroTime                     // microseconds since midnight
+	dbzMilliTime                     // milliseconds since midnight
+	dbzZonedTime                     // "HH:MM:SS.ffffffZ"
+)
+
+func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
+	r := &dbzRelation{cols: make([]dbzColumn, len(rel.Columns))}
+	var fields []byte
+	for i := range rel.Columns {
+		col := &rel.Columns[i]
+		if i > 0 {
+			fields = append(fields, ',')
+		}
+		var conv dbzConv
+		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.Identity)
+		r.cols[i].conv = conv
+	}
+	prefix := d.opts.serverName() + "." + rel.Schema + "." + rel.Table
+	value := func(field string) []byte {
+		s := append([]byte(`{"type":"struct","fields":[`), fields...)
+		s = append(s, `],"optional":true,"name":`...)
+		s = event.AppendJSONString(s, prefix+".Value")
+		s = append(s, `,"field":"`...)
+		s = append(s, field...)
+		return append(s, `"}`...)
+	}
+	s := append([]byte(nil), `{"type":"struct","fields":[`...)
+	s = append(s, value("before")...)
+	s = append(s, ',')
+	s = append(s, value("after")...)
+	s = append(s, ',')
+	s = append(s, d.sourceSchema...)
+	s = append(s, `,{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},`...)
+	s = append(s, `{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}`...)
+	s = append(s, `],"optional":false,"name":`...)
+	s = event.AppendJSONString(s, prefix+".Envelope")
+	r.schema = append(s, `,"version":1}`...)
+	return r, nil
+}
+
+// appendDebeziumField appends the Kafka Connect schema of one column and
+// returns how its values are converted and what an unavailable value is.
+func appendDebeziumField(dst []byte, col *event.Column, identity byte) ([]byte, dbzConv, string) {
+	const unavailable = `"` + debeziumUnavailable + `"`
+	var (
+		typ         = "string"
+		name        string
+		conv        = dbzNative
+		placeholder = unavailable
+		items       string
+	)
+	t := col.Type
+	if t == nil {
+		t = textType
+	}
+	precision := col.TypeMod // timestamp(p), time(p): the modifier is p; -1 means 6
+	switch t.Kind {
+	case event.KindInt:
+		typ = intSchemaType(t)
+	case event.KindFloat:
+		typ = floatSchemaType(t)
+	case event.KindBool:
+		typ = "boolean"
+	case event.KindBytea:
+		typ = "bytes"
+		placeholder = `"` + base64.StdEncoding.EncodeToString([]byte(debeziumUnavailable)) + `"`
+	case event.KindJSON:
+		name, conv = "io.debezium.data.Json", dbzText
+	case event.KindDate:
+		typ, name, conv = "int32", "io.debezium.time.Date", dbzDate
+	case event.KindTimestamp:
+		typ, name, conv = "int64", "io.debezium.time.MicroTimestamp", dbzMicroTimestamp
+		if precision >= 0 && precision <= 3 {
+			name, conv = "io.debezium.time.Timestamp", dbzMilliTimestamp
+		}
+	case event.KindTimestamptz:
+		name = "io.debezium.time.ZonedTimestamp"
+	case event.KindArray:
+		if t.Elem == nil || t.Elem.Kind == event.KindJSON {
+			conv = dbzText
+			break
+		}
+		typ = "array"
+		items = elemSchemaType(t.Elem)
+		if items != "string" {
+			placeholder = "null"
+		} else {
+			placeholder = "[" + unavailable + "]"
+		}
+	default: // text-like types, told apart by OID
+		switch t.OID {
+		case oidTime:
+			typ, name, conv = "int64", "io.debezium.time.MicroTime", dbzMicroTime
+			if precision >= 0 && precision <= 3 {
+				typ, name, conv = "int32", "io.debezium.time.Time", dbzMilliTime
+			}
+		case oidTimetz:
+			name, conv = "io.debezium.time.ZonedTime", dbzZonedTime
+		case oidUUID:
+			name = "io.debezium.data.Uuid"
+		case oidXML:
+			name = "io.debezium.data.Xml"
+		}
+	}
+	if typ != "string" && typ != "bytes" && typ != "array" {
+		placeholder = "null" // numbers, booleans and temporal integers are never TOASTed
+	}
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, '"')
+	if items != "" {
+		dst = append(dst, `,"items":{"type":"`...)
+		dst = append(dst, items...)
+		dst = append(dst, `","optional":true}`...)
+	}
+	// Key columns of a primary key or replica identity index are NOT NULL;
+	// under REPLICA IDENTITY FULL every column is flagged, so none is known
+	// to be.
+	optional := !col.Key || identity == event.IdentityFull
+	if optional {
+		dst = append(dst, `,"optional":true`...)
+	} else {
+		dst = append(dst, `,"optional":false`...)
+	}
+	if name != "" {
+		dst = append(dst, `,"name":"`...)
+		dst = append(dst, name...)
+		dst = append(dst, `","version":1`...)
+	}
+	dst = append(dst, `,"field":`...)
+	dst = event.AppendJSONString(dst, col.Name)
+	dst = append(dst, '}')
+	return dst, conv, placeholder
+}
+
+func intSchemaType(t *event.Type) string {
+	switch t.OID {
+	case oidInt2:
+		return "int16"
+	case oidInt4:
+		return "int32"
+	}
+	return "int64"
+}
+
+func floatSchemaType(t *event.Type) string {
+	if t.OID == oidFloat4 {
+		return "float"
+	}
+	return "double"
+}
+
+// elemSchemaType is the Connect type of an array element under the native
+// mapping, which is what array elements are written with.
+func elemSchemaType(t *event.Type) string {
+	switch t.Kind {
+	case event.KindInt:
+		return intSchemaType(t)
+	case event.KindFloat:
+		return floatSchemaType(t)
+	case event.KindBool:
+		return "boolean"
+	case event.KindBytea:
+		return "bytes"
+	}
+	return "string"
+}
+
+func (d *Debezium) appendChange(dst []byte, e *event.Event) ([]byte, error) {
+	if e.Rel == nil {
+		return dst, errNoRelation(FormatDebezium, e)
+	}
+	r, err := d.rels.get(e.Rel)
+	if err != nil {
+		return dst, err
+	}
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, `{"schema":`...)
+		dst = append(dst, r.schema...)
+		dst = append(dst, `,"payload":`...)
+	}
+	dst = append(dst, `{"before":`...)
+	if dst, err = d.appendRow(dst, e, r, e.Before); err != nil {
+		return dst, err
+	}
+	dst = append(dst, `,"after":`...)
+	if dst, err = d.appendRow(dst, e, r, e.After); err != nil {
+		return dst, err
+	}
+	dst = append(dst, `,"source":`...)
+	now := d.opts.now()
+	dst = d.appendSource(dst, e, e.Schema, e.Table, now)
+	dst = append(dst, `,"op":"`...)
+	switch e.Op {
+	case event.OpInsert:
+		dst = append(dst, 'c')
+	case event.OpUpdate:
+		dst = append(dst, 'u')
+	case event.OpDelete:
+		dst = append(dst, 'd')
+	case event.OpRead:
+		dst = append(dst, 'r')
+	case event.OpTruncate:
+		dst = append(dst, 't')
+	}
+	dst = append(dst, `","ts_ms":`...)
+	dst = appendInt(dst, now.UnixMilli())
+	dst = append(dst, `,"transaction":null}`...)
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, '}')
+	}
+	return dst, nil
+}
+
+// appendRow writes every column of the relation, as JsonConverter does for a
+// struct: columns Postgres did not send are null.
+func (d *Debezium) appendRow(dst []byte, e *event.Event, r *dbzRelation, row event.Row) ([]byte, error) {
+	if row == nil || e.Op == event.OpTruncate {
+		return append(dst, "null"...), nil
+	}
+	dst = append(dst, '{')
+	for i := range e.Rel.Columns {
+		col := &e.Rel.Columns[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = event.AppendJSONString(dst, col.Name)
+		dst = append(dst, ':')
+		if i >= len(row) {
+			dst = append(dst, "null"...)
+			continue
+		}
+		switch v := row[i]; v.State {
+		case event.Text:
+			var err error
+			if dst, err = appendDebeziumValue(dst, v.Raw, col, r.cols[i].conv); err != nil {
+				return dst, fmt.Errorf("encoding %s.%s column %q as debezium: %w", e.Schema, e.Table, col.Name, err)
+			}
+		case event.Unchanged:
+			dst = append(dst, r.cols[i].placeholder...)
+		default:
+			dst = append(dst, "null"...)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+func appendDebeziumValue(dst, raw []byte, col *event.Column, conv dbzConv) ([]byte, error) {
+	switch conv {
+	case dbzNative:
+		return event.Value{State: event.Text, Raw: raw}.AppendJSON(dst, col.Type), nil
+	case dbzText:
+		return appendRawString(dst, raw), nil
+	case dbzDate:
+		if days, ok := parseDate(raw); ok {
+			return appendInt(dst, int64(days)), nil
+		}
+	case dbzMicroTimestamp, dbzMilliTimestamp:
+		if us, ok := parseTimestamp(raw); ok {
+			if conv == dbzMilliTimestamp && us != timestampInfinity && us != timestampNegInfinity {
+				us = floorDiv(us, 1000)
+			}
+			return appendInt(dst, us), nil
+		}
+	case dbzMicroTime, dbzMilliTime:
+		if us, ok := parseTime(raw); ok {
+			if conv == dbzMilliTime {
+				us /= 1000
+			}
+			return appendInt(dst, us), nil
+		}
+	case dbzZonedTime:
+		if us, ok := parseTimetz(raw); ok {
+			dst = append(dst, '"')
+			dst = appendClock(dst, us)
+			return append(dst, `Z"`...), nil
+		}
+	}
+	return dst, fmt.Errorf("value %q is not in the ISO form of %s (is the session's DateStyle ISO?)", raw, col.Type.Name)
+}
+
+// appendSource writes Debezium's source block. schema and table are empty
+// for events that belong to no table (messages).
+func (d *Debezium) appendSource(dst []byte, e *event.Event, schema, table string, now time.Time) []byte {
+	dst = append(dst, d.sourceHead...)
+	ts := now
+	if !e.CommitTime.IsZero() {
+		ts = e.CommitTime
+	}
+	dst = appendInt(dst, ts.UnixMilli())
+	if e.Op == event.OpRead {
+		dst = append(dst, `,"snapshot":"true","db":`...)
+	} else {
+		dst = append(dst, `,"snapshot":"false","db":`...)
+	}
+	dst = event.AppendJSONString(dst, d.opts.Database)
+	dst = append(dst, `,"sequence":"[`...)
+	if e.CommitLSN == 0 {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, `\"`...)
+		dst = appendUint(dst, uint64(e.CommitLSN))
+		dst = append(dst, `\"`...)
+	}
+	dst = append(dst, `,\"`...)
+	dst = appendUint(dst, uint64(e.LSN))
+	dst = append(dst, `\"]","schema":`...)
+	dst = event.AppendJSONString(dst, schema)
+	dst = append(dst, `,"table":`...)
+	dst = event.AppendJSONString(dst, table)
+	dst = append(dst, `,"txId":`...)
+	dst = appendUintOrNull(dst, uint64(e.XID))
+	dst = append(dst, `,"lsn":`...)
+	dst = appendUintOrNull(dst, uint64(e.LSN))
+	return append(dst, `,"xmin":null}`...)
+}
+
+func appendUintOrNull(dst []byte, v uint64) []byte {
+	if v == 0 {
+		return append(dst, "null"...)
+	}
+	return appendUint(dst, v)
+}
+
+func (d *Debezium) appendMessage(dst []byte, e *event.Event) []byte {
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, `{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},`...)
+		dst = append(dst, d.sourceSchema...)
+		dst = append(dst, `,{"type":"struct","fields":[{"type":"string","optional":false,"field":"prefix"},{"type":"bytes","optional":true,"field":"content"}],"optional":false,"name":"io.debezium.connector.postgresql.Message","field":"message"}],"optional":false,"name":"io.debezium.connector.postgresql.MessageValue"},"payload":`...)
+	}
+	now := d.opts.now()
+	dst = append(dst, `{"op":"m","ts_ms":`...)
+	dst = appendInt(dst, now.UnixMilli())
+	dst = append(dst, `,"source":`...)
+	dst = d.appendSource(dst, e, "", "", now)
+	dst = append(dst, `,"message":{"prefix":`...)
+	var m event.Message
+	if e.Message != nil {
+		m = *e.Message
+	}
+	dst = event.AppendJSONString(dst, m.Prefix)
+	dst = append(dst, `,"content":"`...)
+	dst = base64.StdEncoding.AppendEncode(dst, m.Content)
+	dst = append(dst, `"}}`...)
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, '}')
+	}
+	return dst
+}
+
+func (d *Debezium) appendTransaction(dst []byte, e *event.Event) []byte {
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, `{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"status"},{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":true,"field":"event_count"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"data_collection"},{"type":"int64","optional":false,"field":"event_count"}],"optional":false},"optional":true,"field":"data_collections"},{"type":"int64","optional":false,"field":"ts_ms"}],"optional":false,"name":"io.debezium.connector.common.TransactionMetadataValue","version":1},"payload":`...)
+	}
+	if e.Op == event.OpBegin {
+		dst = append(dst, `{"status":"BEGIN","id":"`...)
+	} else {
+		dst = append(dst, `{"status":"END","id":"`...)
+	}
+	dst = appendUint(dst, uint64(e.XID))
+	dst = append(dst, ':')
+	dst = appendUint(dst, uint64(e.CommitLSN))
+	dst = append(dst, `","event_count":null,"data_collections":null,"ts_ms":`...)
+	ts := e.CommitTime
+	if ts.IsZero() {
+		ts = d.opts.now()
+	}
+	dst = appendInt(dst, ts.UnixMilli())
+	dst = append(dst, '}')
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, '}')
+	}
+	return dst
+}
+
+func (d *Debezium) appendSchemaChange(dst []byte, e *event.Event) ([]byte, error) {
+	if e.Rel == nil {
+		return dst, errNoRelation(FormatDebezium, e)
+	}
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, `{"schema":{"type":"struct","fields":[`...)
+		dst = append(dst, d.sourceSchema...)
+		dst = append(dst, `,{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":true,"field":"databaseName"},{"type":"string","optional":true,"field":"schemaName"},{"type":"string","optional":true,"field":"ddl"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"type"},{"type":"string","optional":false,"field":"id"},{"type":"struct","fields":[{"type":"array","items":{"type":"string","optional":false},"optional":true,"field":"primaryKeyColumnNames"},{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"name"},{"type":"string","optional":false,"field":"typeName"},{"type":"string","optional":true,"field":"typeExpression"},{"type":"int32","optional":false,"field":"position"},{"type":"boolean","optional":true,"field":"optional"}],"optional":false},"optional":false,"field":"columns"}],"optional":true,"field":"table"}],"optional":false},"optional":false,"field":"tableChanges"}],"optional":false,"name":"pgfeed.SchemaChangeValue"},"payload":`...)
+	}
+	rel := e.Rel
+	now := d.opts.now()
+	dst = append(dst, `{"source":`...)
+	dst = d.appendSource(dst, e, rel.Schema, rel.Table, now)
+	dst = append(dst, `,"ts_ms":`...)
+	dst = appendInt(dst, now.UnixMilli())
+	dst = append(dst, `,"databaseName":`...)
+	dst = event.AppendJSONString(dst, d.opts.Database)
+	dst = append(dst, `,"schemaName":`...)
+	dst = event.AppendJSONString(dst, rel.Schema)
+	dst = append(dst, `,"ddl":null,"tableChanges":[{"type":"ALTER","id":`...)
+	dst = event.AppendJSONString(dst, quoteIdent(rel.Schema)+"."+quoteIdent(rel.Table))
+	dst = append(dst, `,"table":{"primaryKeyColumnNames":[`...)
+	n := 0
+	for _, c := range rel.Columns {
+		if c.Key && rel.Identity != event.IdentityFull {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			n++
+			dst = event.AppendJSONString(dst, c.Name)
+		}
+	}
+	dst = append(dst, `],"columns":[`...)
+	for i := range rel.Columns {
+		c := &rel.Columns[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"name":`...)
+		dst = event.AppendJSONString(dst, c.Name)
+		dst = append(dst, `,"typeName":`...)
+		if c.Type != nil {
+			dst = event.AppendJSONString(dst, c.Type.Name)
+		} else {
+			dst = append(dst, `"unknown"`...)
+		}
+		dst = append(dst, `,"typeExpression":`...)
+		dst = appendFormatTypeJSON(dst, c)
+		dst = append(dst, `,"position":`...)
+		dst = appendInt(dst, int64(i+1))
+		if !c.Key || rel.Identity == event.IdentityFull {
+			dst = append(dst, `,"optional":true}`...)
+		} else {
+			dst = append(dst, `,"optional":false}`...)
+		}
+	}
+	dst = append(dst, "]}}]}"...)
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, '}')
+	}
+	return dst, nil
+}
+
+// quoteIdent quotes an identifier the way Debezium writes table ids:
+// always in double quotes, inner quotes doubled.
+func quoteIdent(s string) string {
+	q := make([]byte, 0, len(s)+2)
+	q = append(q, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' {
+			q = append(q, '"')
+		}
+		q = append(q, s[i])
+	}
+	return string(append(q, '"'))
+}
