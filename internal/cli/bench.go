@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgfeed/pgfeed/internal/pgcluster"
+	"github.com/pgfeed/pgfeed/source"
+	"github.com/spf13/cobra"
+)
+
+type benchFlags struct {
+	conn    connFlags
+	rows    int
+	txnSize int
+	rounds     int
+	cpuprofile string
+}
+
+func newBenchCmd(e *env) *cobra.Command {
+	var f benchFlags
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure pgfeed stream against pg_recvlogical on the same workload, as a ratio",
+		Long: `Write one workload (inserts, updates and deletes of a mixed-type table), then
+decode it from the WAL with pg_recvlogical (pgoutput, output to /dev/null) and with
+pgfeed stream (JSON lines to /dev/null), each from its own slot created before the
+workload, in alternating rounds. Prints rows/s of each and pgfeed's ratio.
+
+Without --dsn it runs a throwaway PostgreSQL of its own.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd.Context(), e, &f) },
+	}
+	f.conn.register(c)
+	c.Flags().IntVar(&f.rows, "rows", 300_000, "rows inserted (plus 10% updated and 5% deleted)")
+	c.Flags().IntVar(&f.txnSize, "txn-size", 1000, "changes per transaction")
+	c.Flags().StringVar(&f.cpuprofile, "cpuprofile", "", "write CPU profiles of the pgfeed runs to FILE.<round>")
+	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
+	return c
+}
+
+func runBench(ctx context.Context, e *env, f *benchFlags) error {
+	if f.rows <= 0 || f.txnSize <= 0 || f.rounds <= 0 {
+		return fmt.Errorf("--rows, --txn-size and --rounds must be positive")
+	}
+	binDir, err := pgcluster.FindBinDir()
+	if err != nil {
+		return err
+	}
+	recvlogical := filepath.Join(binDir, "pg_recvlogical")
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the pgfeed binary: %w", err)
+	}
+	dsn := f.conn.resolve(e)
+	if dsn == "" {
+		fmt.Fprintln(e.stderr, "bench: starting a throwaway PostgreSQL...")
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: binDir})
+		if err != nil {
+			return err
+		}
+		defer cluster.Remove()
+		dsn = cluster.DSN("")
+	}
+	db, err := source.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close(context.Background())
+
+	const pub = "pgfeed_bench"
+	slots := make([]string, 0, 2*f.rounds)
+	for r := 0; r < f.rounds; r++ {
+		slots = append(slots, fmt.Sprintf("pgfeed_bench_recv_%d", r), fmt.Sprintf("pgfeed_bench_feed_%d", r))
+	}
+	cleanup := func() {
+		for _, s := range slots {
+			_, _ = db.Exec(context.Background(), "SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1", s)
+		}
+		_, _ = db.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+pub)
+		_, _ = db.Exec(context.Background(), "DROP TABLE IF EXISTS pgfeed_bench")
+	}
+	cleanup()
+	defer cleanup()
+	setup := []string{
+		`CREATE TABLE pgfeed_bench(id bigint PRIMARY KEY, qty integer, price numeric(12,2), name text, active boolean,
+			created timestamptz, attrs jsonb, tags text[], ref uuid, ratio double precision)`,
+		"CREATE PUBLICATION " + pub + " FOR TABLE pgfeed_bench",
+	}
+	for _, s := range setup {
+		if _, err := db.Exec(ctx, s); err != nil {
+			return fmt.Errorf("preparing the benchmark: %w", err)
+		}
+	}
+	for _, s := range slots {
+		if _, err := db.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s); err != nil {
+			return fmt.Errorf("creating slot %s: %w", s, err)
+		}
+	}
+
+	fmt.Fprintf(e.stderr, "bench: writing %d inserts, %d updates, %d deletes in transactions of %d...\n", f.rows, f.rows/10, f.rows/20, f.txnSize)
+	changes, err := benchWorkload(ctx, db, f.rows, f.txnSize)
+	if err != nil {
+		return err
+	}
+	var end string
+	if err := db.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+		return err
+	}
+
+	best := map[string]time.Duration{}
+	timed := func(name string, cmd *exec.Cmd) error {
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		start := time.Now()
+		err := cmd.Run()
+		elapsed := time.Since(start)
+		if err != nil {
+			return fmt.Errorf("running %s: %w: %s", name, err, strings.TrimSpace(stderr.String()))
+		}
+		fmt.Fprintf(e.stderr, "bench: %-14s %8.0f rows/s (%v)\n", name, float64(changes)/elapsed.Seconds(), elapsed.Round(time.Millisecond))
+		if b, ok := best[name]; !ok || elapsed < b {
+			best[name] = elapsed
+		}
+		return nil
+	}
+	for r := 0; r < f.rounds; r++ {
+		recv := exec.CommandContext(ctx, recvlogical, "-d", dsn, "--slot", slots[2*r], "--start", "--endpos", end, "--no-loop",
+			"-o", "proto_version=2", "-o", "publication_names="+pub, "-o", "messages=true", "-o", "streaming=on", "-f", os.DevNull)
+		feed := exec.CommandContext(ctx, self, "stream", "--dsn", dsn, "--slot", slots[2*r+1], "--publication", pub, "--endpos", end)
+		if f.cpuprofile != "" {
+			feed.Args = append(feed.Args, "--cpuprofile", fmt.Sprintf("%s.%d", f.cpuprofile, r))
+		}
+		// pgfeed writes JSON lines to /dev/null (exec opens it when Stdout is nil).
+		steps := []func() error{
+			func() error { return timed("pg_recvlogical", recv) },
+			func() error { return timed("pgfeed stream", feed) },
+		}
+		if r%2 == 1 { // alternate, so that neither always reads a warmer cache
+			steps[0], steps[1] = steps[1], steps[0]
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+	}
+	recvRate := float64(changes) / best["pg_recvlogical"].Seconds()
+	feedRate := float64(changes) / best["pgfeed stream"].Seconds()
+	fmt.Fprintf(e.stdout, "changes: %d\npg_recvlogical: %.0f rows/s\npgfeed stream: %.0f rows/s\nratio: %.2fx\n", changes, recvRate, feedRate, feedRate/recvRate)
+	return nil
+}
+
+// benchWorkload writes the workload and returns the number of row changes.
+func benchWorkload(ctx context.Context, db *pgx.Conn, rows, txnSize int) (int, error) {
+	stmts := []struct {
+		sql   string
+		count int
+	}{
+		{`INSERT INTO pgfeed_bench SELECT g, g % 1000, (g % 100000) / 100.0, 'name ' || g, g % 2 = 0,
+			'2026-01-01'::timestamptz + g * interval '1 second', jsonb_build_object('n', g, 'tag', 'x' || (g % 7)),
+			ARRAY['a' || (g % 5), 'b'], md5(g::text)::uuid, g / 7.0
+			FROM generate_series($1::bigint, $2::bigint) g`, rows},
+		{`UPDATE pgfeed_bench SET qty = qty + 1, name = name || '!' WHERE id BETWEEN $1 AND $2 AND id % 10 = 0`, rows},
+		{`DELETE FROM pgfeed_bench WHERE id BETWEEN $1 AND $2 AND id % 20 = 5`, rows},
+	}
+	changes := 0
+	for _, st := range stmts {
+		step := txnSize
+		if !strings.HasPrefix(st.sql, "INSERT") {
+			step = txnSize * 10 // a tenth (or twentieth) of the rows change: keep transactions of similar size
+		}
+		for lo := 1; lo <= st.count; lo += step {
+			tag, err := db.Exec(ctx, st.sql, lo, min(lo+step-1, st.count))
+			if err != nil {
+				return 0, fmt.Errorf("writing the workload: %w", err)
+			}
+			changes += int(tag.RowsAffected())
+		}
+	}
+	return changes, nil
+}
