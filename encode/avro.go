@@ -8,9 +8,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/hamba/avro/v2"
-	"github.com/hamba/avro/v2/soe"
-
 	"github.com/pgfeed/pgfeed/event"
 )
 
@@ -134,16 +131,6 @@ func mustFixed(schema string) avroFixed {
 		panic(fmt.Sprintf("encode: invalid built-in Avro schema: %v", err))
 	}
 	return avroFixed{schema: schema, header: header}
-}
-
-func singleObjectHeader(schema string) ([]byte, error) {
-	// A private cache: the global one would make two versions of a table's
-	// schema, which share their full name, collide.
-	s, err := avro.ParseWithCache(schema, "", &avro.SchemaCache{})
-	if err != nil {
-		return nil, err
-	}
-	return soe.BuildHeader(s)
 }
 
 // MessageSchema returns the schema of logical message events.
@@ -539,12 +526,15 @@ func avroType(t *event.Type) (string, avroConv) {
 }
 
 // avroName turns an identifier into a valid Avro name: letters, digits and
-// underscores, not starting with a digit.
+// underscores, not starting with a digit. Other characters, multi-byte ones
+// included, become one underscore each.
 func avroName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			b[i] = '_'
+	b := make([]byte, 0, len(s)+1)
+	for _, r := range s {
+		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			b = append(b, byte(r))
+		} else {
+			b = append(b, '_')
 		}
 	}
 	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {

@@ -1,0 +1,394 @@
+package encode
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// decodeJSON parses with json.Number so that int64 values are compared exactly.
+func decodeJSON(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("decoding %s: %v", b, err)
+	}
+	return m
+}
+
+func num(t *testing.T, v any) int64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("%v (%T) is not a number", v, v)
+	}
+	i, err := n.Int64()
+	if err != nil {
+		t.Fatalf("%v is not an integer: %v", n, err)
+	}
+	return i
+}
+
+// The expected temporal integers are computed with the time package, not
+// with the parsers under test.
+func epochDays(y int, m time.Month, d int) int64 {
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400
+}
+
+func TestDebeziumEnvelope(t *testing.T) {
+	enc := NewDebezium(testOptions())
+	events := map[string]*event.Event{}
+	for _, tc := range testEvents() {
+		events[tc.name] = tc.ev
+	}
+	tests := []struct {
+		name       string
+		op         string
+		snapshot   string
+		before     bool // before is an object (else null)
+		after      bool
+		beforeKeys map[string]any // fields of before to check; nil values must be JSON null
+	}{
+		{name: "insert", op: "c", snapshot: "false", after: true},
+		{name: "update", op: "u", snapshot: "false", before: true, after: true},
+		{name: "update_no_before", op: "u", snapshot: "false", after: true},
+		{name: "update_toast", op: "u", snapshot: "false", after: true},
+		{name: "delete_key", op: "d", snapshot: "false", before: true, beforeKeys: map[string]any{"id": int64(2), "data": nil, "day": nil}},
+		{name: "delete_full", op: "d", snapshot: "false", before: true, beforeKeys: map[string]any{"id": int64(2), "data": "second", "big": int64(-1)}},
+		{name: "truncate", op: "t", snapshot: "false"},
+		{name: "read", op: "r", snapshot: "true", after: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := events[tt.name]
+			out, err := enc.Encode(nil, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := decodeJSON(t, out)
+			if _, ok := msg["schema"].(map[string]any); !ok {
+				t.Fatalf("no schema object by default: %s", out)
+			}
+			p, ok := msg["payload"].(map[string]any)
+			if !ok {
+				t.Fatalf("no payload object: %s", out)
+			}
+			if p["op"] != tt.op {
+				t.Errorf("op = %v, want %s", p["op"], tt.op)
+			}
+			if got := num(t, p["ts_ms"]); got != fixedNow.UnixMilli() {
+				t.Errorf("ts_ms = %d, want the clock's %d", got, fixedNow.UnixMilli())
+			}
+			if v, ok := p["transaction"]; !ok || v != nil {
+				t.Errorf("transaction = %v, want null", v)
+			}
+			src := p["source"].(map[string]any)
+			if got := num(t, src["lsn"]); uint64(got) != uint64(e.LSN) {
+				t.Errorf("source.lsn = %d, want %d (%s)", got, uint64(e.LSN), e.LSN)
+			}
+			wantTS := e.CommitTime.UnixMilli()
+			if e.CommitTime.IsZero() {
+				wantTS = fixedNow.UnixMilli()
+			}
+			if got := num(t, src["ts_ms"]); got != wantTS {
+				t.Errorf("source.ts_ms = %d, want %d", got, wantTS)
+			}
+			if e.XID == 0 {
+				if src["txId"] != nil {
+					t.Errorf("source.txId = %v, want null", src["txId"])
+				}
+			} else if got := num(t, src["txId"]); got != int64(e.XID) {
+				t.Errorf("source.txId = %d, want %d", got, e.XID)
+			}
+			for k, want := range map[string]any{
+				"connector": "postgresql", "name": "pgfeed", "db": "app", "version": "pgfeed",
+				"schema": e.Schema, "table": e.Table, "snapshot": tt.snapshot, "xmin": nil,
+			} {
+				if src[k] != want {
+					t.Errorf("source.%s = %v, want %v", k, src[k], want)
+				}
+			}
+			var seq []string
+			if err := json.Unmarshal([]byte(src["sequence"].(string)), &seq); err != nil {
+				t.Fatalf("source.sequence %q is not a JSON array of strings: %v", src["sequence"], err)
+			}
+			if want := []string{strconv.FormatUint(uint64(e.CommitLSN), 10), strconv.FormatUint(uint64(e.LSN), 10)}; fmt.Sprint(seq) != fmt.Sprint(want) {
+				t.Errorf("source.sequence = %v, want %v", seq, want)
+			}
+			before, _ := p["before"].(map[string]any)
+			after, _ := p["after"].(map[string]any)
+			if (before != nil) != tt.before || (after != nil) != tt.after {
+				t.Fatalf("before = %v, after = %v; want object: %v, %v", p["before"], p["after"], tt.before, tt.after)
+			}
+			for k, want := range tt.beforeKeys {
+				got, present := before[k]
+				if !present {
+					t.Errorf("before.%s missing: Debezium writes every column", k)
+				}
+				if n, ok := got.(json.Number); ok {
+					got = num(t, n)
+				}
+				if got != want {
+					t.Errorf("before.%s = %v, want %v", k, got, want)
+				}
+			}
+			if after != nil && len(after) != len(e.Rel.Columns) {
+				t.Errorf("after has %d fields, want one per column (%d)", len(after), len(e.Rel.Columns))
+			}
+		})
+	}
+}
+
+// TestDebeziumValues checks the value mapping column by column on the insert
+// and update rows.
+func TestDebeziumValues(t *testing.T) {
+	enc := NewDebezium(Options{DebeziumPayloadOnly: true, Now: testOptions().Now})
+	evs := testEvents()
+	insert, update := evs[0].ev, evs[1].ev
+	out, err := enc.Encode(nil, insert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := decodeJSON(t, out)
+	if _, ok := p["schema"]; ok {
+		t.Fatalf("payload-only output has a schema: %s", out)
+	}
+	if p["op"] != "c" {
+		t.Fatalf("payload-only output is not the payload: %s", out)
+	}
+	after := p["after"].(map[string]any)
+
+	out, err = enc.Encode(nil, update)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after2 := decodeJSON(t, out)["after"].(map[string]any)
+
+	bc44 := time.Date(-43, 3, 15, 0, 0, 0, 0, time.UTC) // 44 BC is year -43
+	tests := []struct {
+		row   map[string]any
+		field string
+		want  any
+	}{
+		{after, "id", int64(2)},
+		{after, "small", int64(-32768)},
+		{after, "big", int64(math.MaxInt64)},
+		{after, "amount", "12.50"},
+		{after, "data", "hello \"quoted\"\nworld"},
+		{after, "name", "naïve"},
+		{after, "flag", true},
+		{after, "ratio", json.Number("1.5")},
+		{after, "doc", `{"k": [1, 2.5], "s": "x"}`}, // a string holding the JSON text
+		{after, "blob", base64.StdEncoding.EncodeToString([]byte{1, 2, 0xff})},
+		{after, "day", epochDays(2026, 11, 23)},
+		{after, "ts", time.Date(2026, 11, 23, 4, 56, 29, 368123000, time.UTC).UnixMicro()},
+		{after, "at", int64((4*3600+56*60+29)*1_000_000 + 368123)},
+		{after, "created", "2026-11-23T04:56:29.368123Z"},
+		{after, "tz", "23:26:29.368123Z"},
+		{after, "uid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+		{after2, "amount", "NaN"},
+		{after2, "ratio", "-Infinity"},
+		{after2, "created", "infinity"},
+		{after2, "day", bc44.Unix() / 86400},
+		{after2, "ts", int64(-1)},
+		{after2, "at", int64(86_400_000_000)},
+		{after2, "tz", "01:00:00Z"},
+		{after2, "uid", nil},
+		{after2, "blob", ""},
+	}
+	for _, tt := range tests {
+		got := tt.row[tt.field]
+		if _, isNum := tt.want.(int64); isNum {
+			got = num(t, got)
+		}
+		if got != tt.want {
+			t.Errorf("%s = %#v, want %#v", tt.field, got, tt.want)
+		}
+	}
+	tags, ok := after["tags"].([]any)
+	if !ok || len(tags) != 3 || tags[0] != "a" || tags[1] != "b c" || tags[2] != nil {
+		t.Errorf("tags = %#v, want [a, b c, null]", after["tags"])
+	}
+}
+
+func TestDebeziumUnavailableValue(t *testing.T) {
+	enc := NewDebezium(Options{DebeziumPayloadOnly: true})
+	out, err := enc.Encode(nil, testEvents()[3].ev) // update_toast
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := decodeJSON(t, out)["after"].(map[string]any)
+	for _, f := range []string{"data", "doc"} {
+		if after[f] != debeziumUnavailable {
+			t.Errorf("%s = %v, want the placeholder %q", f, after[f], debeziumUnavailable)
+		}
+	}
+	if b, _ := base64.StdEncoding.DecodeString(after["blob"].(string)); string(b) != debeziumUnavailable {
+		t.Errorf("blob = %v, want base64 of the placeholder", after["blob"])
+	}
+	if tags, _ := after["tags"].([]any); len(tags) != 1 || tags[0] != debeziumUnavailable {
+		t.Errorf("tags = %v, want [placeholder]", after["tags"])
+	}
+	if num(t, after["id"]) != 2 {
+		t.Errorf("id = %v: sent columns must keep their values", after["id"])
+	}
+}
+
+// TestDebeziumSchemaMatchesValues checks every value written against the
+// Connect type its schema declares, so the two cannot drift apart.
+func TestDebeziumSchemaMatchesValues(t *testing.T) {
+	enc := NewDebezium(testOptions())
+	for _, tc := range testEvents() {
+		if !tc.ev.Op.IsRowChange() {
+			continue
+		}
+		out, err := enc.Encode(nil, tc.ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := decodeJSON(t, out)
+		schema := msg["schema"].(map[string]any)
+		if want := "pgfeed." + tc.ev.Schema + "." + tc.ev.Table + ".Envelope"; schema["name"] != want {
+			t.Errorf("%s: schema name %v, want %s", tc.name, schema["name"], want)
+		}
+		fields := map[string]map[string]any{}
+		for _, f := range schema["fields"].([]any) {
+			f := f.(map[string]any)
+			fields[f["field"].(string)] = f
+		}
+		for _, part := range []string{"before", "after"} {
+			row, _ := msg["payload"].(map[string]any)[part].(map[string]any)
+			if row == nil {
+				continue
+			}
+			cols := map[string]map[string]any{}
+			for _, f := range fields[part]["fields"].([]any) {
+				f := f.(map[string]any)
+				cols[f["field"].(string)] = f
+			}
+			for name, v := range row {
+				col, ok := cols[name]
+				if !ok {
+					t.Errorf("%s: %s.%s has no schema field", tc.name, part, name)
+					continue
+				}
+				if v == nil {
+					if col["optional"] != true {
+						t.Errorf("%s: %s.%s is null but not optional", tc.name, part, name)
+					}
+					continue
+				}
+				if !matchesConnectType(v, col["type"].(string)) {
+					t.Errorf("%s: %s.%s = %#v does not match Connect type %v", tc.name, part, name, v, col["type"])
+				}
+			}
+		}
+	}
+}
+
+func matchesConnectType(v any, typ string) bool {
+	switch typ {
+	case "int16", "int32", "int64":
+		n, ok := v.(json.Number)
+		if !ok {
+			return false
+		}
+		i, err := n.Int64()
+		switch typ {
+		case "int16":
+			return err == nil && i >= math.MinInt16 && i <= math.MaxInt16
+		case "int32":
+			return err == nil && i >= math.MinInt32 && i <= math.MaxInt32
+		}
+		return err == nil
+	case "float", "double":
+		if s, ok := v.(string); ok { // JSON has no NaN or infinity
+			return s == "NaN" || s == "Infinity" || s == "-Infinity"
+		}
+		_, ok := v.(json.Number)
+		return ok
+	case "boolean":
+		_, ok := v.(bool)
+		return ok
+	case "string":
+		_, ok := v.(string)
+		return ok
+	case "bytes":
+		s, ok := v.(string)
+		if !ok {
+			return false
+		}
+		_, err := base64.StdEncoding.DecodeString(s)
+		return err == nil
+	case "array":
+		_, ok := v.([]any)
+		return ok
+	}
+	return false
+}
+
+func TestDebeziumOtherEvents(t *testing.T) {
+	enc := NewDebezium(Options{DebeziumPayloadOnly: true, Database: "app", Now: testOptions().Now})
+	evs := map[string]*event.Event{}
+	for _, tc := range testEvents() {
+		evs[tc.name] = tc.ev
+	}
+
+	out, err := enc.Encode(nil, evs["message"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := decodeJSON(t, out)
+	if m["op"] != "m" {
+		t.Errorf("message op = %v, want m", m["op"])
+	}
+	msg := m["message"].(map[string]any)
+	if content, _ := base64.StdEncoding.DecodeString(msg["content"].(string)); string(content) != `hello "world"` || msg["prefix"] != "app" {
+		t.Errorf("message = %v", msg)
+	}
+
+	for name, status := range map[string]string{"begin": "BEGIN", "commit": "END"} {
+		out, err := enc.Encode(nil, evs[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := decodeJSON(t, out)
+		if m["status"] != status || m["id"] != "732:"+strconv.FormatUint(uint64(evs[name].CommitLSN), 10) {
+			t.Errorf("%s: status %v id %v", name, m["status"], m["id"])
+		}
+		if num(t, m["ts_ms"]) != commitTime.UnixMilli() {
+			t.Errorf("%s: ts_ms %v", name, m["ts_ms"])
+		}
+	}
+
+	out, err = enc.Encode(nil, evs["schema"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = decodeJSON(t, out)
+	change := m["tableChanges"].([]any)[0].(map[string]any)
+	if change["id"] != `"public"."data"` {
+		t.Errorf("table id = %v", change["id"])
+	}
+	table := change["table"].(map[string]any)
+	if pk := table["primaryKeyColumnNames"].([]any); len(pk) != 1 || pk[0] != "id" {
+		t.Errorf("primaryKeyColumnNames = %v", pk)
+	}
+	cols := table["columns"].([]any)
+	if len(cols) != len(relData.Columns) {
+		t.Fatalf("%d columns, want %d", len(cols), len(relData.Columns))
+	}
+	name := cols[14].(map[string]any)
+	if name["name"] != "name" || name["typeExpression"] != "character varying(60)" || num(t, name["position"]) != 15 {
+		t.Errorf("column 15 = %v", name)
+	}
+}
