@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/internal/pgcluster"
 	"github.com/pgfeed/pgfeed/source"
 	"github.com/spf13/cobra"
@@ -61,7 +62,7 @@ func runDemo(ctx context.Context, e *env, rate float64) error {
 	go func() { writeErr <- demoWriter(ctx, db, rate) }()
 
 	out := &ackingWriter{w: newLineWriter(e.stdout), s: s, period: time.Second, last: time.Now()}
-	err = pump(ctx, s, out, false)
+	err = pump(ctx, s, out, encode.JSON{}, false)
 	if ferr := out.flushAndAck(); err == nil {
 		err = ferr
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/source"
 	"github.com/spf13/cobra"
@@ -52,21 +53,21 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	fl.StringVar(&f.startpos, "startpos", "", "start at this LSN instead of the slot's confirmed position (later positions only)")
 	fl.BoolVar(&f.withTx, "tx", false, "also print begin and commit events")
 	fl.BoolVar(&f.withSchema, "schema", false, "also print schema events when a table first appears or changes")
-	fl.StringVar(&f.format, "format", "json", "output format: json")
+	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json, debezium or cloudevents")
 	fl.IntVar(&f.protocol, "protocol", 0, "pgoutput protocol version 1 or 2 (default: 2 on PostgreSQL 14+)")
 	fl.DurationVar(&f.flushPeriod, "flush-interval", time.Second, "longest time output stays buffered (and unacked) under load")
 	return c
 }
 
 func runStream(ctx context.Context, e *env, f *streamFlags) error {
-	if f.format != "json" {
-		return fmt.Errorf("invalid --format %q: want json", f.format)
+	enc, err := lineEncoder(f.format)
+	if err != nil {
+		return err
 	}
 	cfg := source.Config{
 		DSN: f.conn.resolve(e), Slot: f.slot, Publication: f.pub, Tables: f.tables, Create: f.create,
 		Transactions: true, Schemas: f.withSchema, ProtocolVersion: f.protocol,
 	}
-	var err error
 	if f.endpos != "" {
 		if cfg.EndLSN, err = event.ParseLSN(f.endpos); err != nil {
 			return fmt.Errorf("--endpos: %w", err)
@@ -82,7 +83,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 		return err
 	}
 	out := &ackingWriter{w: bufio.NewWriterSize(e.stdout, 256<<10), s: s, period: f.flushPeriod, last: time.Now()}
-	err = pump(ctx, s, out, f.withTx)
+	err = pump(ctx, s, out, enc, f.withTx)
 	if ferr := out.flushAndAck(); err == nil && ferr != nil {
 		err = ferr
 	}
@@ -93,7 +94,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 }
 
 // pump copies events to the writer until the stream ends or ctx is cancelled.
-func pump(ctx context.Context, s *source.Stream, out *ackingWriter, withTx bool) error {
+func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.Encoder, withTx bool) error {
 	var buf []byte
 	for {
 		ev, err := s.Next(ctx)
@@ -104,7 +105,9 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, withTx bool)
 			return err
 		}
 		if (ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx {
-			buf = ev.AppendJSON(buf[:0])
+			if buf, err = enc.Encode(buf[:0], ev); err != nil {
+				return fmt.Errorf("encoding %s event at %s: %w", ev.Op, ev.LSN, err)
+			}
 			buf = append(buf, '\n')
 			if _, err := out.w.Write(buf); err != nil {
 				return fmt.Errorf("writing output: %w", err)
@@ -149,3 +152,15 @@ func (a *ackingWriter) flushAndAck() error {
 
 // newLineWriter buffers output that is flushed at every transaction anyway.
 func newLineWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 64<<10) }
+
+// lineEncoder returns the encoder of a text format, one event per line.
+func lineEncoder(format string) (encode.Encoder, error) {
+	if format == encode.FormatAvro {
+		return nil, fmt.Errorf("invalid --format avro: Avro is binary and has no line form; use it in a pipeline sink (pgfeed run)")
+	}
+	enc, err := encode.New(format, encode.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("invalid --format %q: want json, wal2json, debezium or cloudevents", format)
+	}
+	return enc, nil
+}
