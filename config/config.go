@@ -1,0 +1,263 @@
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/pgfeed/pgfeed/route"
+)
+
+// Config is a parsed and validated configuration of `pgfeed run`.
+type Config struct {
+	// Checkpoint is the bbolt file that holds each source's acknowledged
+	// position; "pgfeed.db" when not set. A relative path is relative to
+	// the working directory, as every path of a command line is.
+	Checkpoint string
+	Log        Log
+	HTTP       HTTP
+	// Sources and Sinks are in the order of the file.
+	Sources []*Source
+	Sinks   []*Sink
+}
+
+// Source returns the named source, or nil.
+func (c *Config) Source(name string) *Source {
+	for _, s := range c.Sources {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// Sink returns the named sink, or nil.
+func (c *Config) Sink(name string) *Sink {
+	for _, s := range c.Sinks {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// SinksOf returns the sinks that read the named source, in file order.
+func (c *Config) SinksOf(source string) []*Sink {
+	var out []*Sink
+	for _, s := range c.Sinks {
+		for _, name := range s.Sources {
+			if name == source {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Log configures logging ([log]).
+type Log struct {
+	Level  slog.Level // level = "debug", "info" (the default), "warn" or "error"
+	Format string     // format = "text" (the default) or "json"
+}
+
+// HTTP configures the admin API and metrics server ([http]).
+type HTTP struct {
+	// Listen is the host:port to serve on; empty (the default) runs no
+	// server. WebSocket sinks without a listen of their own are served here.
+	Listen string
+}
+
+// Source types.
+const (
+	SourcePostgres = "postgres"
+	SourceKafka    = "kafka"
+)
+
+// Source is a [sources.NAME] table: where changes come from.
+type Source struct {
+	// Name is the table's name; it names the source in sinks' sources, logs
+	// and metrics, and so is limited to letters, digits, "_" and "-".
+	Name string
+	Type string // SourcePostgres (the default) or SourceKafka
+	// Settings are the type's own: *PostgresSource or *KafkaSource.
+	Settings SourceSettings
+}
+
+// SourceSettings is the part of a source's settings that depends on its
+// type: *PostgresSource or *KafkaSource.
+type SourceSettings interface{ sourceType() string }
+
+// PostgresSource reads a database's changes through a replication slot.
+type PostgresSource struct {
+	DSN string // required; a URL or key=value connection string
+	// Slot is the replication slot, "pgfeed_NAME" by default. Each source
+	// has its own: two readers of one slot would each get part of the stream.
+	Slot string
+	// Publication is the publication the slot decodes; by default named as
+	// the slot.
+	Publication string
+	Create      bool // create the slot and publication when missing
+	// Tables and Exclude select the tables (route.ParseTablePattern); no
+	// Tables means every table.
+	Tables  []string
+	Exclude []string
+	// Snapshot delivers every row of the tables as read events when the
+	// slot is created, so a sink starts with the whole data, not only what
+	// changes afterwards.
+	Snapshot  bool
+	Retain    Retain
+	Heartbeat time.Duration // how often to write a heartbeat on an idle database; 0: never
+	// Filters maps "schema.table" to a row filter, the expression of the
+	// publication's WHERE for that table (route.NormalizeWhere), from
+	// [sources.NAME.filter."schema.table"] where = "...". PostgreSQL 15 and
+	// later apply it before a row leaves the server.
+	Filters map[string]string
+}
+
+func (*PostgresSource) sourceType() string { return SourcePostgres }
+
+// KafkaSource reads events that another pgfeed wrote to Kafka in the native
+// JSON format.
+type KafkaSource struct {
+	Brokers []string // host:port of the seed brokers; required
+	Topics  []string // required
+	Group   string   // consumer group; "pgfeed-NAME" by default
+}
+
+func (*KafkaSource) sourceType() string { return SourceKafka }
+
+// Sink types.
+const (
+	SinkStdout    = "stdout"
+	SinkFile      = "file"
+	SinkDiscard   = "discard"
+	SinkKafka     = "kafka"
+	SinkNATS      = "nats"
+	SinkRedis     = "redis"
+	SinkWebhook   = "webhook"
+	SinkWebSocket = "websocket"
+)
+
+// Sink is a [sinks.NAME] table: where changes go, and what the sink does
+// to them on the way.
+type Sink struct {
+	Name    string // as Source.Name
+	Type    string // one of the Sink* constants
+	Sources []string
+	Format  string // json (the default), wal2json, debezium, cloudevents or avro
+	Tables  Tables
+	Columns Columns
+	Route   Route
+	// Settings are the type's own: *StdoutSink, *FileSink, *DiscardSink,
+	// *KafkaSink, *NATSSink, *RedisSink, *WebhookSink or *WebSocketSink.
+	Settings SinkSettings
+}
+
+// Tables is [sinks.NAME.tables]: the tables the sink gets, as table
+// patterns (route.ParseTablePattern). No Include means every table the
+// sink's sources deliver; Exclude wins over Include.
+type Tables struct {
+	Include []string
+	Exclude []string
+}
+
+// Columns is [sinks.NAME.columns]: column patterns
+// (route.ParseColumnPattern) the sink must not see whole.
+type Columns struct {
+	Drop []string // removed from rows, keys and relations
+	Mask []string // values replaced by route.MaskText
+}
+
+// Route is [sinks.NAME.route]: the destination (topic, subject, stream,
+// ...) of each event, as route.ParseTemplate templates.
+type Route struct {
+	// Default is the destination of table events: route.DefaultTemplate
+	// unless set here or by the type's own key (topic for Kafka, subject
+	// for NATS, stream or channel for Redis).
+	Default string
+	// Tables maps a table ("schema.table") to a destination of its own.
+	Tables map[string]string
+	// Other is the destination of events of no table (messages, begin and
+	// commit): route.DefaultOtherTemplate unless set.
+	Other string
+}
+
+// RouteOptions returns the sink's routing settings for route.New.
+func (s *Sink) RouteOptions() route.Options {
+	return route.Options{
+		Include: s.Tables.Include,
+		Exclude: s.Tables.Exclude,
+		Drop:    s.Columns.Drop,
+		Mask:    s.Columns.Mask,
+		Default: s.Route.Default,
+		Tables:  s.Route.Tables,
+		Other:   s.Route.Other,
+	}
+}
+
+// SinkSettings is the part of a sink's settings that depends on its type.
+type SinkSettings interface{ sinkType() string }
+
+// StdoutSink writes one event per line to standard output. It has no
+// settings of its own.
+type StdoutSink struct{}
+
+// FileSink appends events to files.
+type FileSink struct {
+	Path        string        // where the sink writes; required
+	RotateBytes int64         // start a new file past this size; 0: never
+	RotateEvery time.Duration // start a new file this often; 0: never
+}
+
+// DiscardSink acknowledges every event without writing it: a source whose
+// changes nobody needs for now still advances its slot through it.
+type DiscardSink struct{}
+
+// KafkaSink produces events to Kafka, one record per event, with the
+// route's destination as topic and the event's key as record key.
+type KafkaSink struct {
+	Brokers []string // host:port of the seed brokers; required
+}
+
+// NATSSink publishes events to NATS, with the route's destination as
+// subject.
+type NATSSink struct {
+	URL string // nats://host:port, or several separated by commas; required
+}
+
+// Redis sink modes.
+const (
+	RedisStream  = "stream"  // XADD to a stream: kept until trimmed
+	RedisChannel = "channel" // PUBLISH to a channel: only current subscribers get it
+)
+
+// RedisSink writes events to Redis streams or channels, named by the route.
+type RedisSink struct {
+	Addr     string // host:port; required
+	Password string
+	DB       int
+	Mode     string // RedisStream (the default, set by stream =) or RedisChannel (channel =)
+}
+
+// WebhookSink POSTs events to a URL.
+type WebhookSink struct {
+	URL     string            // http:// or https://; required
+	Headers map[string]string // extra request headers, e.g. Authorization = "Bearer ${TOKEN}"
+	Timeout time.Duration     // per request; 10s by default
+}
+
+// WebSocketSink serves events to WebSocket clients.
+type WebSocketSink struct {
+	// Listen is the host:port to serve on; empty means the [http] server.
+	Listen string
+	Path   string // "/changes" by default
+}
+
+func (*StdoutSink) sinkType() string    { return SinkStdout }
+func (*FileSink) sinkType() string      { return SinkFile }
+func (*DiscardSink) sinkType() string   { return SinkDiscard }
+func (*KafkaSink) sinkType() string     { return SinkKafka }
+func (*NATSSink) sinkType() string      { return SinkNATS }
+func (*RedisSink) sinkType() string     { return SinkRedis }
+func (*WebhookSink) sinkType() string   { return SinkWebhook }
+func (*WebSocketSink) sinkType() string { return SinkWebSocket }

@@ -1,0 +1,567 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/pgfeed/pgfeed/route"
+)
+
+// Defaults of settings that a file may leave out.
+const (
+	DefaultCheckpoint     = "pgfeed.db"
+	DefaultWebhookTimeout = 10 * time.Second
+	DefaultWebSocketPath  = "/changes"
+)
+
+var (
+	formats     = []string{"json", "wal2json", "debezium", "cloudevents", "avro"}
+	sourceTypes = []string{SourceKafka, SourcePostgres}
+	sinkTypes   = []string{SinkDiscard, SinkFile, SinkKafka, SinkNATS, SinkRedis, SinkStdout, SinkWebhook, SinkWebSocket}
+)
+
+// Load reads and parses a configuration file, with ${NAME} taken from the
+// process's environment. An invalid file gives an *Error whose File is path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c, err := Parse(data, os.LookupEnv)
+	if perr, ok := errors.AsType[*Error](err); ok {
+		perr.File = path
+	}
+	return c, err
+}
+
+// Parse parses and validates a configuration. getenv looks up the
+// environment variables that values name (os.LookupEnv reads the process's);
+// nil means that no variable is set. The error, if any, is an *Error that
+// lists every problem found.
+//
+// Every setting is checked here, so that `pgfeed run` fails before it
+// connects anywhere: types, required settings, unknown keys, names of
+// formats and types, table and column patterns, templates, row filters,
+// sizes, durations and addresses, and across tables: that each sink reads
+// defined sources, that each source feeds at least one sink, that no two
+// sources share a slot and no two sinks write the same file or endpoint.
+//
+// A source that feeds no sink is an error, not a warning: started, it
+// would either hold its slot's WAL on the server without bound or confirm
+// changes nobody received. A sink of type "discard" consumes a source on
+// purpose.
+func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
+	if getenv == nil {
+		getenv = func(string) (string, bool) { return "", false }
+	}
+	var tree map[string]any
+	md, err := toml.Decode(string(data), &tree)
+	if err != nil {
+		p := Problem{Message: err.Error(), Err: err}
+		if pe, ok := errors.AsType[toml.ParseError](err); ok {
+			p.Line, p.Message = pe.Position.Line, pe.Message
+		}
+		return nil, &Error{Problems: []Problem{p}}
+	}
+	r := &reader{getenv: getenv, order: make(map[string]int)}
+	for i, k := range md.Keys() {
+		r.order[k.String()] = i
+	}
+	c := r.config(&table{r: r, m: tree})
+	if len(r.problems) > 0 {
+		return nil, &Error{Problems: r.problems}
+	}
+	return c, nil
+}
+
+func (r *reader) config(top *table) *Config {
+	c := &Config{Checkpoint: top.strDefault("checkpoint", DefaultCheckpoint)}
+
+	lt := top.sub("log")
+	switch level := lt.strDefault("level", "info"); strings.ToLower(level) {
+	case "debug":
+		c.Log.Level = slog.LevelDebug
+	case "info":
+		c.Log.Level = slog.LevelInfo
+	case "warn":
+		c.Log.Level = slog.LevelWarn
+	case "error":
+		c.Log.Level = slog.LevelError
+	case "":
+	default:
+		r.add(lt.path("level"), "unknown level %q (have: debug, info, warn, error)", level)
+	}
+	c.Log.Format = lt.strDefault("format", "text")
+	if f := c.Log.Format; f != "" && f != "text" && f != "json" {
+		r.add(lt.path("format"), "unknown format %q (have: text, json)", f)
+	}
+	lt.done()
+
+	ht := top.sub("http")
+	if c.HTTP.Listen = ht.str("listen"); ht.has("listen") {
+		r.checkAddr(ht.path("listen"), c.HTTP.Listen, false)
+	}
+	ht.done()
+
+	for _, t := range top.subs("sources") {
+		c.Sources = append(c.Sources, r.source(t))
+	}
+	for _, t := range top.subs("sinks") {
+		c.Sinks = append(c.Sinks, r.sink(t))
+	}
+	top.done()
+	r.crossCheck(c)
+	return c
+}
+
+func (r *reader) checkName(t *table) {
+	ok := t.name != ""
+	for _, c := range t.name {
+		ok = ok && (c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
+	}
+	if !ok {
+		r.add(t.key.String(), "invalid name (use letters, digits, \"_\" and \"-\")")
+	}
+}
+
+func (r *reader) source(t *table) *Source {
+	r.checkName(t)
+	s := &Source{Name: t.name, Type: t.strDefault("type", SourcePostgres)}
+	switch s.Type {
+	case SourcePostgres:
+		s.Settings = r.postgres(t)
+	case SourceKafka:
+		s.Settings = r.kafkaSource(t)
+	default:
+		if s.Type != "" {
+			r.add(t.path("type"), "unknown source type %q (have: %s)", s.Type, strings.Join(sourceTypes, ", "))
+		}
+		t.skipRest() // the keys of an unknown type cannot be checked
+	}
+	t.done()
+	return s
+}
+
+func (r *reader) postgres(t *table) *PostgresSource {
+	p := &PostgresSource{DSN: t.mustStr("dsn")}
+	if t.has("slot") {
+		p.Slot = t.mustStr("slot")
+		if p.Slot != "" && !validSlot(p.Slot) {
+			r.add(t.path("slot"), "invalid slot name %q (PostgreSQL allows 1 to 63 lowercase letters, digits and \"_\")", p.Slot)
+		}
+	} else {
+		t.get("slot")
+		p.Slot = "pgfeed_" + strings.ReplaceAll(strings.ToLower(t.name), "-", "_")
+		if !validSlot(p.Slot) {
+			r.add(t.path("slot"), "missing, and the default %q is longer than 63 bytes: set one", p.Slot)
+		}
+	}
+	p.Publication = t.strDefault("publication", p.Slot)
+	if t.has("publication") && p.Publication != "" && !validPublication(p.Publication) {
+		r.add(t.path("publication"), "invalid publication name %q (use 1 to 63 letters, digits and \"_\")", p.Publication)
+	}
+	p.Create = t.boolean("create")
+	p.Tables = t.each("tables", r.checkTablePattern)
+	p.Exclude = t.each("exclude", r.checkTablePattern)
+	p.Snapshot = t.boolean("snapshot")
+	p.Retain = t.retain("retain")
+	p.Heartbeat = t.duration("heartbeat")
+
+	for _, ft := range t.subs("filter") {
+		where := ft.mustStr("where")
+		ft.done()
+		schema, table, err := route.ParseTableName(ft.name)
+		if err != nil {
+			r.addErr(ft.key.String(), err)
+			continue
+		}
+		if where == "" {
+			continue
+		}
+		norm, err := route.NormalizeWhere(where)
+		if err != nil {
+			r.addErr(ft.path("where"), err)
+			continue
+		}
+		name := schema + "." + table
+		if _, dup := p.Filters[name]; dup {
+			r.add(ft.key.String(), "second filter for table %s", name)
+			continue
+		}
+		if !r.captures(p, schema, table) {
+			r.add(ft.key.String(), "table %s is not among this source's tables (see tables and exclude), so the filter would never apply", name)
+		}
+		if p.Filters == nil {
+			p.Filters = make(map[string]string)
+		}
+		p.Filters[name] = norm
+	}
+	return p
+}
+
+// captures reports whether the source's table patterns select the table.
+// Invalid patterns, already reported, select nothing.
+func (r *reader) captures(p *PostgresSource, schema, table string) bool {
+	match := func(patterns []string) bool {
+		for _, s := range patterns {
+			if tp, err := route.ParseTablePattern(s); err == nil && tp.Match(schema, table) {
+				return true
+			}
+		}
+		return false
+	}
+	return (len(p.Tables) == 0 || match(p.Tables)) && !match(p.Exclude)
+}
+
+func (r *reader) kafkaSource(t *table) *KafkaSource {
+	k := &KafkaSource{
+		Brokers: t.mustEach("brokers", r.checkBroker),
+		Topics: t.mustEach("topics", func(field, s string) {
+			if !validKafkaTopic(s) {
+				r.add(field, "invalid topic %q (Kafka allows 1 to 249 letters, digits, \".\", \"_\" and \"-\")", s)
+			}
+		}),
+		Group: t.strDefault("group", "pgfeed-"+t.name),
+	}
+	return k
+}
+
+func (r *reader) sink(t *table) *Sink {
+	r.checkName(t)
+	s := &Sink{Name: t.name, Type: t.mustStr("type")}
+	s.Sources = t.each("sources", func(field, name string) {
+		if name == "" {
+			r.add(field, "empty")
+		}
+	})
+	if !t.has("sources") {
+		r.add(t.path("sources"), `missing: name the sources this sink reads, e.g. sources = ["main"]`)
+	} else if a, ok := t.m["sources"].([]any); ok && len(a) == 0 {
+		r.add(t.path("sources"), `empty: name the sources this sink reads, e.g. sources = ["main"]`)
+	}
+	s.Format = t.strDefault("format", "json")
+	if s.Format != "" && !slices.Contains(formats, s.Format) {
+		r.add(t.path("format"), "unknown format %q (have: %s)", s.Format, strings.Join(formats, ", "))
+	}
+
+	tt := t.sub("tables")
+	s.Tables.Include = tt.each("include", r.checkTablePattern)
+	s.Tables.Exclude = tt.each("exclude", r.checkTablePattern)
+	tt.done()
+
+	ct := t.sub("columns")
+	s.Columns.Drop = ct.each("drop", r.checkColumnPattern)
+	s.Columns.Mask = ct.each("mask", r.checkColumnPattern)
+	ct.done()
+
+	rt := t.sub("route")
+	s.Route.Default = r.template(rt, "default")
+	s.Route.Other = r.template(rt, "other")
+	if m := rt.strMap("tables"); len(m) > 0 {
+		s.Route.Tables = make(map[string]string, len(m))
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			field := append(slices.Clone(rt.key), "tables", name).String()
+			schema, table, err := route.ParseTableName(name)
+			if err != nil {
+				r.addErr(field, err)
+				continue
+			}
+			if _, err := route.ParseTemplate(m[name]); err != nil {
+				r.addErr(field, err)
+			}
+			if _, dup := s.Route.Tables[schema+"."+table]; dup {
+				r.add(field, "second route for table %s.%s", schema, table)
+			}
+			s.Route.Tables[schema+"."+table] = m[name]
+		}
+	}
+	rt.done()
+
+	switch s.Type {
+	case SinkStdout:
+		s.Settings = &StdoutSink{}
+	case SinkDiscard:
+		s.Settings = &DiscardSink{}
+	case SinkFile:
+		s.Settings = &FileSink{
+			Path:        t.mustStr("path"),
+			RotateBytes: t.size("rotate_bytes"),
+			RotateEvery: t.duration("rotate_every"),
+		}
+	case SinkKafka:
+		s.Settings = &KafkaSink{Brokers: t.mustEach("brokers", r.checkBroker)}
+		r.destination(t, rt, s, "topic")
+	case SinkNATS:
+		n := &NATSSink{URL: t.mustStr("url")}
+		for u := range strings.SplitSeq(n.URL, ",") {
+			if n.URL != "" && !validURL(u, "nats", "tls", "ws", "wss") {
+				r.add(t.path("url"), "invalid URL %q (want nats://host:port, several separated by commas)", u)
+			}
+		}
+		s.Settings = n
+		r.destination(t, rt, s, "subject")
+	case SinkRedis:
+		rs := &RedisSink{Addr: t.mustStr("addr"), Password: t.str("password"), DB: int(t.integer("db")), Mode: RedisStream}
+		if rs.Addr != "" {
+			r.checkAddr(t.path("addr"), rs.Addr, true)
+		}
+		if rs.DB < 0 {
+			r.add(t.path("db"), "must not be negative")
+		}
+		r.destination(t, rt, s, "stream")
+		if t.has("channel") && t.has("stream") {
+			t.get("channel")
+			r.add(t.path("channel"), "conflicts with stream: a redis sink writes to streams or to channels, not both")
+		} else if r.destination(t, rt, s, "channel") {
+			rs.Mode = RedisChannel
+		}
+		s.Settings = rs
+	case SinkWebhook:
+		w := &WebhookSink{URL: t.mustStr("url"), Headers: t.strMap("headers"), Timeout: t.duration("timeout")}
+		if w.URL != "" && !validURL(w.URL, "http", "https") {
+			r.add(t.path("url"), "invalid URL %q (want http:// or https://)", w.URL)
+		}
+		for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
+			if !validHeaderName(name) {
+				r.add(append(slices.Clone(t.key), "headers", name).String(), "invalid header name")
+			}
+		}
+		if !t.has("timeout") {
+			w.Timeout = DefaultWebhookTimeout
+		} else if w.Timeout == 0 && !r.failed(t.path("timeout")) {
+			r.add(t.path("timeout"), "must be positive: a request without a deadline can stall the pipeline")
+		}
+		s.Settings = w
+	case SinkWebSocket:
+		ws := &WebSocketSink{Listen: t.str("listen"), Path: t.strDefault("path", DefaultWebSocketPath)}
+		if t.has("listen") {
+			r.checkAddr(t.path("listen"), ws.Listen, false)
+		}
+		if ws.Path != "" && !strings.HasPrefix(ws.Path, "/") {
+			r.add(t.path("path"), "invalid path %q: must start with \"/\"", ws.Path)
+		}
+		s.Settings = ws
+	default:
+		if s.Type != "" {
+			r.add(t.path("type"), "unknown sink type %q (have: %s)", s.Type, strings.Join(sinkTypes, ", "))
+		}
+		t.skipRest() // the keys of an unknown type cannot be checked
+	}
+	if s.Route.Default == "" {
+		s.Route.Default = route.DefaultTemplate
+	}
+	if s.Route.Other == "" {
+		s.Route.Other = route.DefaultOtherTemplate
+	}
+	t.done()
+	return s
+}
+
+// template reads an optional destination template.
+func (r *reader) template(t *table, k string) string {
+	s, ok := t.strOK(k)
+	if ok {
+		if _, err := route.ParseTemplate(s); err != nil {
+			r.addErr(t.path(k), err)
+		}
+	}
+	return s
+}
+
+// destination reads a type's own name for the default destination (topic,
+// subject, stream, channel), which is route.default under another name, and
+// reports whether the key was set.
+func (r *reader) destination(t, rt *table, s *Sink, k string) bool {
+	v := r.template(t, k)
+	if !t.has(k) {
+		return false
+	}
+	if rt.has("default") {
+		r.add(t.path(k), "conflicts with %s: set one of them", rt.path("default"))
+		return true
+	}
+	s.Route.Default = v
+	return true
+}
+
+func (r *reader) crossCheck(c *Config) {
+	if len(c.Sources) == 0 && !r.failed("sources") {
+		r.add("sources", "no source defined: add one, e.g. [sources.main] with a dsn")
+	}
+	if len(c.Sinks) == 0 && !r.failed("sinks") {
+		r.add("sinks", `no sink defined: add one, e.g. [sinks.out] with type = "stdout"`)
+	}
+	names := make([]string, len(c.Sources))
+	for i, s := range c.Sources {
+		names[i] = s.Name
+	}
+	badRef := false
+	for _, s := range c.Sinks {
+		field := toml.Key{"sinks", s.Name, "sources"}.String()
+		for i, name := range s.Sources {
+			switch {
+			case name == "":
+				badRef = true // reported when read
+			case c.Source(name) == nil:
+				badRef = true
+				if hint := suggest(name, names); hint != "" {
+					r.add(fmt.Sprintf("%s[%d]", field, i), "unknown source %q (did you mean %s? have: %s)", name, hint, strings.Join(names, ", "))
+				} else {
+					r.add(fmt.Sprintf("%s[%d]", field, i), "unknown source %q (have: %s)", name, strings.Join(names, ", "))
+				}
+			case slices.Index(s.Sources, name) < i:
+				r.add(fmt.Sprintf("%s[%d]", field, i), "source %q is listed twice", name)
+			}
+		}
+	}
+	slots := make(map[string]string)
+	for _, s := range c.Sources {
+		// A misspelt source name in a sink already explains why a source
+		// would feed no sink; one message per mistake is enough.
+		if !badRef && len(c.Sinks) > 0 && len(c.SinksOf(s.Name)) == 0 {
+			r.add(toml.Key{"sources", s.Name}.String(), `feeds no sink: list it in a sink's sources (a sink of type "discard" consumes it without writing), or remove it`)
+		}
+		if p, ok := s.Settings.(*PostgresSource); ok && p.Slot != "" {
+			if other, dup := slots[p.Slot]; dup {
+				r.add(toml.Key{"sources", s.Name, "slot"}.String(), "slot %q is also used by %s: each source needs a slot of its own", p.Slot, toml.Key{"sources", other})
+			} else {
+				slots[p.Slot] = s.Name
+			}
+		}
+	}
+	files := make(map[string]string)
+	endpoints := make(map[string]string)
+	for _, s := range c.Sinks {
+		switch st := s.Settings.(type) {
+		case *FileSink:
+			if st.Path == "" {
+				continue
+			}
+			p := filepath.Clean(st.Path)
+			if other, dup := files[p]; dup {
+				r.add(toml.Key{"sinks", s.Name, "path"}.String(), "%q is also written by %s", st.Path, toml.Key{"sinks", other})
+			} else {
+				files[p] = s.Name
+			}
+		case *WebSocketSink:
+			listen := st.Listen
+			field := toml.Key{"sinks", s.Name, "listen"}.String()
+			switch {
+			case listen == "" && c.HTTP.Listen == "":
+				r.add(field, "missing: set it, or set http.listen to serve this sink on the admin server")
+				continue
+			case listen == "":
+				listen = c.HTTP.Listen
+			case listen == c.HTTP.Listen:
+				r.add(field, "same address as http.listen: leave listen out to serve this sink on the admin server")
+				continue
+			}
+			ep := listen + st.Path
+			if other, dup := endpoints[ep]; dup {
+				r.add(toml.Key{"sinks", s.Name, "path"}.String(), "%q on %s is also served by %s", st.Path, listen, toml.Key{"sinks", other})
+			} else {
+				endpoints[ep] = s.Name
+			}
+		}
+	}
+}
+
+// failed reports whether a problem was already found at field.
+func (r *reader) failed(field string) bool {
+	return slices.ContainsFunc(r.problems, func(p Problem) bool { return p.Field == field })
+}
+
+func (r *reader) checkTablePattern(field, s string) {
+	if _, err := route.ParseTablePattern(s); err != nil {
+		r.addErr(field, err)
+	}
+}
+
+func (r *reader) checkColumnPattern(field, s string) {
+	if _, err := route.ParseColumnPattern(s); err != nil {
+		r.addErr(field, err)
+	}
+}
+
+func (r *reader) checkBroker(field, s string) { r.checkAddr(field, s, true) }
+
+// checkAddr checks a host:port; a listen address may leave the host out.
+func (r *reader) checkAddr(field, s string, needHost bool) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		r.add(field, "invalid address %q (want host:port)", s)
+		return
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		r.add(field, "invalid address %q: port %q is not a number from 0 to 65535", s, port)
+	}
+	if needHost && host == "" {
+		r.add(field, "invalid address %q: missing host", s)
+	}
+}
+
+func validSlot(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c != '_' && !(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validPublication(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c != '_' && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validKafkaTopic(s string) bool {
+	if s == "" || len(s) > 249 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c != '.' && c != '_' && c != '-' && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validURL(s string, schemes ...string) bool {
+	u, err := url.Parse(strings.TrimSpace(s))
+	return err == nil && slices.Contains(schemes, u.Scheme) && u.Host != ""
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110, 5.1).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
