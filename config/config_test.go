@@ -412,6 +412,7 @@ timeout = "0s"`), `sinks.archive.timeout: must be positive: a request without a 
 		{"log level", "[log]\nlevel = \"verbose\"\n" + minimal, `log.level: unknown level "verbose" (have: debug, info, warn, error)`},
 		{"log format", "[log]\nformat = \"yaml\"\n" + minimal, `log.format: unknown format "yaml" (have: text, json)`},
 		{"http listen", "[http]\nlisten = \"localhost\"\n" + minimal, `http.listen: invalid address "localhost" (want host:port)`},
+		{"http listen of the wrong type", "[http]\nlisten = 8080\n" + minimal, `http.listen: expected a string, got integer`},
 		{"invalid name", minimal + `
 [sinks."my sink"]
 type = "stdout"

@@ -110,8 +110,9 @@ func (r *reader) config(top *table) *Config {
 	lt.done()
 
 	ht := top.sub("http")
-	if c.HTTP.Listen = ht.str("listen"); ht.has("listen") {
-		r.checkAddr(ht.path("listen"), c.HTTP.Listen, false)
+	listen, ok := ht.strOK("listen")
+	if c.HTTP.Listen = listen; ok {
+		r.checkAddr(ht.path("listen"), listen, false)
 	}
 	ht.done()
 
@@ -164,7 +165,9 @@ func (r *reader) postgres(t *table) *PostgresSource {
 	} else {
 		t.get("slot")
 		p.Slot = "pgfeed_" + strings.ReplaceAll(strings.ToLower(t.name), "-", "_")
-		if !validSlot(p.Slot) {
+		// A valid source name maps to valid slot characters; only its
+		// length can make the default unusable.
+		if len(p.Slot) > 63 {
 			r.add(t.path("slot"), "missing, and the default %q is longer than 63 bytes: set one", p.Slot)
 		}
 	}
@@ -345,9 +348,10 @@ func (r *reader) sink(t *table) *Sink {
 		}
 		s.Settings = w
 	case SinkWebSocket:
-		ws := &WebSocketSink{Listen: t.str("listen"), Path: t.strDefault("path", DefaultWebSocketPath)}
-		if t.has("listen") {
-			r.checkAddr(t.path("listen"), ws.Listen, false)
+		listen, ok := t.strOK("listen")
+		ws := &WebSocketSink{Listen: listen, Path: t.strDefault("path", DefaultWebSocketPath)}
+		if ok {
+			r.checkAddr(t.path("listen"), listen, false)
 		}
 		if ws.Path != "" && !strings.HasPrefix(ws.Path, "/") {
 			r.add(t.path("path"), "invalid path %q: must start with \"/\"", ws.Path)
