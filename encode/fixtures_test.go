@@ -17,8 +17,8 @@ func typ(oid uint32) *event.Type {
 	return t
 }
 
-// numericMod is the typmod of numeric(p,s).
-func numericMod(p, s int32) int32 { return p<<16 | s + 4 }
+// numericMod is the typmod of numeric(p,s), as Postgres makes it.
+func numericMod(p, s int32) int32 { return (p<<16 | s&0x7ff) + 4 }
 
 func columns(fullIdentity bool) []event.Column {
 	cols := []event.Column{

@@ -1,0 +1,106 @@
+package encode
+
+import (
+	"testing"
+
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// TestWal2JSONLikePlugin compares with output of the wal2json plugin itself
+// (its regression test for special values, format-version 1 without
+// pretty-printing, typmods on).
+func TestWal2JSONLikePlugin(t *testing.T) {
+	rel := &event.Relation{Schema: "public", Table: "xpto", Identity: event.IdentityDefault, Columns: []event.Column{
+		{Name: "a", Type: typ(23), TypeMod: -1, Key: true},
+		{Name: "b", Type: typ(16), TypeMod: -1},
+		{Name: "c", Type: typ(1043), TypeMod: 64},
+		{Name: "d", Type: typ(700), TypeMod: -1},
+	}}
+	tests := []struct {
+		row  event.Row
+		want string
+	}{
+		{event.Row{text("1"), text("t"), text("test1"), text("Infinity")},
+			`{"change":[{"kind":"insert","schema":"public","table":"xpto","columnnames":["a","b","c","d"],"columntypes":["integer","boolean","character varying(60)","real"],"columnvalues":[1,true,"test1",null]}]}`},
+		{event.Row{text("2"), text("f"), text("test2"), text("NaN")},
+			`{"change":[{"kind":"insert","schema":"public","table":"xpto","columnnames":["a","b","c","d"],"columntypes":["integer","boolean","character varying(60)","real"],"columnvalues":[2,false,"test2",null]}]}`},
+		{event.Row{text("3"), null, text("null"), text("-Infinity")},
+			`{"change":[{"kind":"insert","schema":"public","table":"xpto","columnnames":["a","b","c","d"],"columntypes":["integer","boolean","character varying(60)","real"],"columnvalues":[3,null,"null",null]}]}`},
+		{event.Row{text("4"), text("t"), text("valid: ' \" \\ / \b \f \n \r \t ⁿ 陿 invalid: \\g \\k end"), text("123.456")},
+			`{"change":[{"kind":"insert","schema":"public","table":"xpto","columnnames":["a","b","c","d"],"columntypes":["integer","boolean","character varying(60)","real"],"columnvalues":[4,true,"valid: ' \" \\ / \u0008 \u000c \n \r \t ⁿ 陿 invalid: \\g \\k end",123.456]}]}`},
+	}
+	for _, tt := range tests {
+		got, err := Wal2JSON{}.Encode(nil, &event.Event{Op: event.OpInsert, Schema: "public", Table: "xpto", Rel: rel, After: tt.row})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("\n got %s\nwant %s", got, tt.want)
+		}
+	}
+}
+
+func TestWal2JSONTypeNames(t *testing.T) {
+	arrayOf := func(oid uint32) *event.Type { return typ(oid) }
+	tests := []struct {
+		t      *event.Type
+		typmod int32
+		want   string
+	}{
+		{typ(23), -1, `"integer"`},
+		{typ(1043), -1, `"character varying"`},
+		{typ(1043), 14, `"character varying(10)"`},
+		{typ(1042), 5, `"character(1)"`},
+		{typ(1042), -1, `"bpchar"`},
+		{typ(1700), -1, `"numeric"`},
+		{typ(1700), numericMod(10, 2), `"numeric(10,2)"`},
+		{typ(1700), numericMod(5, -2), `"numeric(5,-2)"`}, // negative scale, PostgreSQL 15
+		{typ(1114), 3, `"timestamp(3) without time zone"`},
+		{typ(1184), 0, `"timestamp(0) with time zone"`},
+		{typ(1266), 6, `"time(6) with time zone"`},
+		{typ(1560), 8, `"bit(8)"`},
+		{typ(1562), 8, `"bit varying(8)"`},
+		{arrayOf(1015), 14, `"character varying(10)[]"`},
+		{arrayOf(1007), -1, `"integer[]"`},
+		{typ(18), -1, `"char"`}, // format_type quotes it; wal2json prints the quotes as the JSON string's
+		{&event.Type{OID: 99999, Name: `public."my""type"`}, -1, `"public.\"my\"\"type\""`},
+		{nil, -1, `"unknown"`},
+	}
+	for _, tt := range tests {
+		got := string(appendFormatTypeJSON(nil, &event.Column{Type: tt.t, TypeMod: tt.typmod}))
+		if got != tt.want {
+			name := "nil"
+			if tt.t != nil {
+				name = tt.t.Name
+			}
+			t.Errorf("%s with typmod %d: got %s, want %s", name, tt.typmod, got, tt.want)
+		}
+	}
+}
+
+func TestWal2JSONValues(t *testing.T) {
+	tests := []struct {
+		oid  uint32
+		raw  string
+		want string
+	}{
+		{20, "-9223372036854775808", "-9223372036854775808"},
+		{1700, "12.50", "12.50"},
+		{1700, "NaN", "null"},
+		{701, "-Infinity", "null"},
+		{701, "1e+300", "1e+300"},
+		{16, "t", "true"},
+		{16, "f", "false"},
+		{17, `\x0102`, `"0102"`},
+		{3802, `{"a": 1}`, `"{\"a\": 1}"`},
+		{1184, "2026-11-23 04:56:29+00", `"2026-11-23 04:56:29+00"`},
+		{1007, "{1,2}", `"{1,2}"`},
+		{26, "4294967295", "4294967295"},
+	}
+	for _, tt := range tests {
+		got := string(appendWal2JSONValue(nil, text(tt.raw), typ(tt.oid)))
+		if got != tt.want {
+			t.Errorf("%s %q: got %s, want %s", typ(tt.oid).Name, tt.raw, got, tt.want)
+		}
+	}
+}
