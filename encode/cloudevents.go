@@ -48,6 +48,9 @@ func (c *CloudEvents) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	if e == nil {
 		return dst, errNilEvent
 	}
+	if e.Op < event.OpInsert || e.Op > event.OpSchema {
+		return dst, errUnknownOp(FormatCloudEvents, e) // its type attribute would be meaningless
+	}
 	dst = append(dst, `{"specversion":"1.0","id":"`...)
 	dst = appendCloudEventID(dst, e, true)
 	dst = append(dst, c.head...)

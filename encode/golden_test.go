@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/hamba/avro/v2"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -152,4 +155,113 @@ func TestKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConcurrentEncode runs every encoder from several goroutines over
+// events of several tables, including new descriptions of the same table,
+// and expects what one goroutine alone produces. Run with -race.
+func TestConcurrentEncode(t *testing.T) {
+	var events []*event.Event
+	for _, tc := range testEvents() {
+		events = append(events, tc.ev)
+	}
+	again := *relData // the same table described again, as after a reconnect
+	e := base(event.OpInsert, &again, 9)
+	e.After = rowOne()
+	events = append(events, e)
+
+	for _, format := range Formats() {
+		t.Run(format, func(t *testing.T) {
+			want := make([][]byte, len(events))
+			ref, _ := New(format, testOptions())
+			for i, e := range events {
+				want[i], _ = ref.Encode(nil, e)
+			}
+			enc, _ := New(format, testOptions())
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var buf []byte
+					for n := 0; n < 50; n++ {
+						i := (g + n) % len(events)
+						var err error
+						buf, err = enc.Encode(buf[:0], events[i])
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !bytes.Equal(buf, want[i]) {
+							t.Errorf("event %d differs when encoded concurrently", i)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func TestUnknownOp(t *testing.T) {
+	for _, format := range Formats()[1:] { // the native JSON prints any op
+		enc, _ := New(format, testOptions())
+		if out, err := enc.Encode(nil, &event.Event{Op: 0}); err == nil {
+			t.Errorf("%s encoded an event without an op: %q", format, out)
+		}
+	}
+}
+
+// FuzzEncode puts arbitrary text in any column of a row, as a misbehaving
+// type output function or a catalog mix-up could: encoders must not panic,
+// and whatever they accept must be well formed (valid JSON, or an Avro
+// datum that decodes with its schema).
+func FuzzEncode(f *testing.F) {
+	f.Add(uint8(0), "2")
+	f.Add(uint8(7), "0044-03-15 BC")
+	f.Add(uint8(6), `\x0`)
+	f.Add(uint8(4), `{{"a"}`)
+	f.Add(uint8(5), "\xff\xfe")
+	encs := map[string]Encoder{}
+	for _, format := range Formats() {
+		encs[format], _ = New(format, testOptions())
+	}
+	avroEnc := encs[FormatAvro].(*Avro)
+	schema, err := avroEnc.Schema(relData)
+	if err != nil {
+		f.Fatal(err)
+	}
+	parsed, err := avro.ParseWithCache(schema, "", &avro.SchemaCache{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, col uint8, raw string) {
+		e := base(event.OpUpdate, relData, 1)
+		e.After = rowOne()
+		e.Before = rowOne()
+		i := int(col) % len(e.After)
+		e.After[i] = text(raw)
+		if native := text(raw).AppendJSON(nil, relData.Columns[i].Type); !json.Valid(native) {
+			// Not this package's to fix: the native mapping itself writes
+			// invalid JSON for this text (for example "00" as an integer).
+			t.Skipf("event.Value.AppendJSON writes invalid JSON for %s %q: %s", relData.Columns[i].Type.Name, raw, native)
+		}
+		for format, enc := range encs {
+			out, err := enc.Encode(nil, e)
+			if err != nil {
+				continue
+			}
+			if format == FormatAvro {
+				var m map[string]any
+				if err := avro.Unmarshal(parsed, out[10:], &m); err != nil {
+					t.Errorf("avro output does not decode: %v", err)
+				}
+				continue
+			}
+			if !json.Valid(out) {
+				t.Errorf("%s output is not valid JSON: %q", format, out)
+			}
+		}
+	})
 }

@@ -283,19 +283,47 @@ func lower(c byte) byte {
 	return c
 }
 
-// isNumberText is wal2json's test for printing a number bare: only the
-// characters of a decimal number. wal2json errors out on anything else; we
-// quote it instead, so that the output stays valid JSON.
+// isNumberText is wal2json's test for printing a number bare, made strict:
+// wal2json prints anything made of digits, signs, dots and exponents, which
+// can be invalid JSON ("00", "1."); Postgres never prints such numbers, and
+// we quote them should one appear, so the output stays valid JSON.
 func isNumberText(b []byte) bool {
-	if len(b) == 0 {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
 		return false
 	}
-	for _, c := range b {
-		if (c < '0' || c > '9') && c != '+' && c != '-' && c != 'e' && c != 'E' && c != '.' {
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i == len(b) || b[i] < '0' || b[i] > '9' {
 			return false
 		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
 	}
-	return true
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i == len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	return i == len(b)
 }
 
 // appendFormatTypeJSON appends the column's type as format_type(oid, typmod)
