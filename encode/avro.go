@@ -13,8 +13,10 @@ import (
 
 // Avro writes binary Avro in the single-object encoding: the two bytes
 // C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer's
-// schema (of its Parsing Canonical Form), then the datum. A reader looks the
-// fingerprint up among the schemas it has seen and decodes with that one.
+// schema, then the datum. The fingerprint is taken over the Parsing
+// Canonical Form as the specification defines it (logical types left out),
+// which is what the Java and Python libraries compute, so a reader looks it
+// up among the schemas it has seen and decodes with that one.
 //
 // Row and truncate events of a table use a record schema generated from the
 // table's columns, named Envelope in the namespace
@@ -44,16 +46,17 @@ import (
 //     largest/smallest int or long, as Postgres stores it.
 //   - uuid: string with logicalType uuid.
 //   - numeric: string holding the exact decimal. Avro's decimal needs one
-//     fixed scale and cannot hold NaN or infinity, which numeric columns
-//     without a modifier (the common case) do not promise.
+//     fixed scale, which a numeric without a modifier (the common case)
+//     does not have, and cannot hold NaN or ±Infinity, which every numeric
+//     column can.
 //   - arrays: string holding the native JSON array, since the number of
 //     dimensions is not part of a Postgres column type.
 //   - json, jsonb: string holding the JSON text. Everything else (text,
 //     varchar, interval, timetz, enums, ranges...): Postgres's text form.
 //
-// Logical messages use the fixed record pgfeed.Message (MessageSchema) and
-// begin/commit the fixed record pgfeed.Transaction (TransactionSchema), both
-// in the namespace ServerName.
+// Logical messages use the fixed record Message (MessageSchema) and
+// begin/commit the fixed record Transaction (TransactionSchema), both in the
+// namespace ServerName ("pgfeed.Message" by default).
 //
 // Schema events are how readers learn the table schemas: Encode of an
 // OpSchema event returns the table's schema as JSON text (not a binary
@@ -100,10 +103,11 @@ const (
 )
 
 // NewAvro returns an Avro encoder. It uses Options.ServerName.
-func NewAvro(opts Options) *Avro {
+func NewAvro(opts Options) (*Avro, error) {
 	a := &Avro{ns: avroName(opts.serverName())}
 	a.rels.build = a.buildRelation
-	a.message = mustFixed(`{"type":"record","name":"Message","namespace":"` + a.ns + `","fields":[` +
+	var err error
+	a.message, err = newAvroFixed(`{"type":"record","name":"Message","namespace":"` + a.ns + `","fields":[` +
 		`{"name":"op","type":"string"},` +
 		`{"name":"lsn","type":"long"},` +
 		`{"name":"commit_lsn","type":"long"},` +
@@ -113,24 +117,30 @@ func NewAvro(opts Options) *Avro {
 		`{"name":"prefix","type":"string"},` +
 		`{"name":"content","type":"bytes"},` +
 		`{"name":"transactional","type":"boolean"}]}`)
-	a.transaction = mustFixed(`{"type":"record","name":"Transaction","namespace":"` + a.ns + `","fields":[` +
+	if err != nil {
+		return nil, err
+	}
+	a.transaction, err = newAvroFixed(`{"type":"record","name":"Transaction","namespace":"` + a.ns + `","fields":[` +
 		`{"name":"op","type":"string"},` +
 		`{"name":"lsn","type":"long"},` +
 		`{"name":"commit_lsn","type":"long"},` +
 		`{"name":"end_lsn","type":"long"},` +
 		`{"name":"xid","type":"long"},` +
 		`{"name":"commit_time","type":["null",{"type":"long","logicalType":"timestamp-micros"}],"default":null}]}`)
-	return a
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
-// mustFixed parses one of the encoder's own constant schemas, whose only
-// variable part is a sanitised name: failing is a bug in this file.
-func mustFixed(schema string) avroFixed {
+// newAvroFixed prepares one of the encoder's constant schemas, whose only
+// variable part is the sanitised namespace.
+func newAvroFixed(schema string) (avroFixed, error) {
 	header, err := singleObjectHeader(schema)
 	if err != nil {
-		panic(fmt.Sprintf("encode: invalid built-in Avro schema: %v", err))
+		return avroFixed{}, fmt.Errorf("preparing the avro schema %s: %w", schema, err)
 	}
-	return avroFixed{schema: schema, header: header}
+	return avroFixed{schema: schema, header: header}, nil
 }
 
 // MessageSchema returns the schema of logical message events.

@@ -93,7 +93,11 @@ func TestAvroCanonicalMatchesLibrary(t *testing.T) {
 	rel := &event.Relation{Schema: "public", Table: "plain", Columns: []event.Column{
 		{Name: "id", Type: typ(20), Key: true}, {Name: "note", Type: typ(25)}, {Name: "ok", Type: typ(16)},
 	}}
-	schema, err := NewAvro(Options{}).Schema(rel)
+	enc, err := NewAvro(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := enc.Schema(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +176,10 @@ func unwrap(v any) any {
 }
 
 func TestAvroRoundTrip(t *testing.T) {
-	enc := NewAvro(Options{})
+	enc, err := NewAvro(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 	one := map[string]any{
 		"id": 2, "data": "hello \"quoted\"\nworld", "amount": "12.50",
@@ -281,7 +288,10 @@ func equalValue(got, want any) bool {
 }
 
 func TestAvroOtherEvents(t *testing.T) {
-	enc := NewAvro(Options{ServerName: "shop-1"})
+	enc, err := NewAvro(Options{ServerName: "shop-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	events := map[string]*event.Event{}
 	for _, tc := range testEvents() {
 		events[tc.name] = tc.ev
@@ -316,7 +326,10 @@ func TestAvroOtherEvents(t *testing.T) {
 }
 
 func TestAvroSchemaEvents(t *testing.T) {
-	enc := NewAvro(Options{})
+	enc, err := NewAvro(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rel := relData
 	if !enc.SchemaChanged(rel) {
 		t.Fatal("a table never announced is not reported as changed")
@@ -373,7 +386,10 @@ func TestAvroNames(t *testing.T) {
 	rel := &event.Relation{Schema: "my-schema", Table: "2024 orders", Columns: []event.Column{
 		{Name: "a-b", Type: typ(25)}, {Name: "a_b", Type: typ(25)}, {Name: "1st", Type: typ(23)}, {Name: "ünï", Type: typ(25)},
 	}}
-	enc := NewAvro(Options{})
+	enc, err := NewAvro(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	schema, err := enc.Schema(rel)
 	if err != nil {
 		t.Fatal(err)
@@ -405,7 +421,10 @@ func TestAvroNames(t *testing.T) {
 }
 
 func TestAvroBadValue(t *testing.T) {
-	enc := NewAvro(Options{})
+	enc, err := NewAvro(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &event.Event{Op: event.OpInsert, Rel: relData, Schema: "public", Table: "data", After: rowOne()}
 	e.After[0] = text("99999999999") // does not fit an Avro int
 	if _, err := enc.Encode(nil, e); err == nil {

@@ -98,7 +98,11 @@ func New(format string, opts Options) (Encoder, error) {
 	case FormatCloudEvents:
 		return NewCloudEvents(opts), nil
 	case FormatAvro:
-		return NewAvro(opts), nil
+		a, err := NewAvro(opts)
+		if err != nil {
+			return nil, err // not a nil *Avro in a non-nil Encoder
+		}
+		return a, nil
 	}
 	return nil, fmt.Errorf("unknown format %q: use one of %s", format, strings.Join(Formats(), ", "))
 }
