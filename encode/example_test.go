@@ -51,7 +51,7 @@ func ExampleAvro_SchemaChanged() {
 	}
 	send := func(b []byte) {
 		if b[0] == '{' {
-			fmt.Printf("schema %s...\n", b[:66])
+			fmt.Printf("schema %s...\n", b[:65])
 		} else {
 			fmt.Printf("row, single-object encoded: % x ...\n", b[:2])
 		}
