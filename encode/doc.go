@@ -4,9 +4,10 @@
 // CloudEvents 1.0 and Avro single-object encoding.
 //
 // Every encoder appends to a caller-owned buffer, so a pipeline that reuses
-// one buffer per batch encodes without allocating per event (json, wal2json,
-// cloudevents) or with very little (debezium, avro). Encoders are safe for
-// concurrent use. Value conversion comes from the event package; this
+// one buffer per batch encodes without allocating per event: wal2json and
+// avro never do, and json, cloudevents and debezium allocate only inside the
+// event package's timestamptz conversion. Encoders are safe for concurrent
+// use. Value conversion comes from the event package; this
 // package only adds what a format needs beyond the native mapping (Debezium's
 // integer dates and times, Avro's binary encoding, wal2json's quirks).
 package encode
