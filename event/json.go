@@ -110,7 +110,14 @@ func (e *Event) appendKey(dst []byte) []byte {
 	dst = append(dst, '{')
 	first := true
 	for i, col := range e.Rel.Columns {
-		if !col.Key || i >= len(src) || src[i].State == Absent {
+		if !col.Key || i >= len(src) {
+			continue
+		}
+		v := src[i]
+		if v.State == Unchanged && i < len(e.Before) {
+			v = e.Before[i] // a TOASTed key left untouched: its old value is the key
+		}
+		if v.State == Absent || v.State == Unchanged {
 			continue
 		}
 		if !first {
@@ -119,7 +126,7 @@ func (e *Event) appendKey(dst []byte) []byte {
 		first = false
 		dst = AppendJSONString(dst, col.Name)
 		dst = append(dst, ':')
-		dst = src[i].AppendJSON(dst, col.Type)
+		dst = v.AppendJSON(dst, col.Type)
 	}
 	return append(dst, '}')
 }

@@ -61,6 +61,14 @@ func appendTextAsJSON(dst, raw []byte, t *Type) []byte {
 			return append(dst, '"')
 		}
 	case KindTimestamptz:
+		if n := len(raw); n > 13 && raw[10] == ' ' && raw[n-3] == '+' && raw[n-2] == '0' && raw[n-1] == '0' {
+			// The common case in UTC sessions, rewritten in place of a copy.
+			dst = append(dst, '"')
+			dst = append(dst, raw[:10]...)
+			dst = append(dst, 'T')
+			dst = append(dst, raw[11:n-3]...)
+			return append(dst, 'Z', '"')
+		}
 		if ts, ok := timestamptzUTC(raw); ok {
 			dst = append(dst, '"')
 			dst = append(dst, ts...)
@@ -165,6 +173,9 @@ func isInteger(b []byte) bool {
 	if len(b) == 0 || len(b) > 20 {
 		return false
 	}
+	if len(b) > 1 && b[0] == '0' { // JSON has no leading zeros
+		return false
+	}
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return false
@@ -188,7 +199,7 @@ func isJSONNumber(b []byte) bool {
 		i++
 		digits++
 	}
-	if digits == 0 {
+	if digits == 0 || (digits > 1 && b[i-digits] == '0') { // JSON has no leading zeros
 		return false
 	}
 	if i < len(b) && b[i] == '.' {

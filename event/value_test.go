@@ -42,6 +42,8 @@ func TestValueJSON(t *testing.T) {
 		{"numeric array", arr(1231), "{1.5,NaN}", `["1.5","NaN"]`},
 		{"malformed array falls back to text", arr(1007), "{1,", `"{1,"`},
 		{"bad int falls back to text", arr(23), "x", `"x"`},
+		{"leading zeros are not JSON", arr(23), "007", `"007"`},
+		{"float leading zeros are not JSON", arr(701), "00.5", `"00.5"`},
 		{"unknown type is text", UnknownType(99999), "(1,2)", `"(1,2)"`},
 	}
 	for _, tt := range tests {

@@ -23,6 +23,12 @@ type Config struct {
 	// every table of the publication. With Create, the publication is created
 	// (or altered) to hold exactly the matching tables.
 	Tables []string
+	// Exclude are globs of tables left out even when Tables match them.
+	Exclude []string
+	// Filters maps "schema.table" to a row filter: the expression of the
+	// publication's WHERE for that table (PostgreSQL 15+), applied when the
+	// publication is created or set by Create.
+	Filters map[string]string
 	// Create creates the slot and the publication when they are missing.
 	Create bool
 
@@ -85,7 +91,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, g := range cfg.Tables {
+	for _, g := range append(append([]string(nil), cfg.Tables...), cfg.Exclude...) {
 		if err := validGlob(g); err != nil {
 			return cfg, err
 		}

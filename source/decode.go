@@ -24,6 +24,7 @@ type relState struct {
 type decoder struct {
 	types     *catalog.Types
 	tables    []string // globs on "schema.table"; empty keeps all
+	exclude   []string // globs on "schema.table" never kept
 	schemas   bool     // emit schema events
 	txnEvents bool     // emit begin/commit events
 	rels      map[uint32]*relState
@@ -36,8 +37,8 @@ type decoder struct {
 	seq        int
 }
 
-func newDecoder(types *catalog.Types, tables []string, schemas, txnEvents bool) *decoder {
-	return &decoder{types: types, tables: tables, schemas: schemas, txnEvents: txnEvents, rels: map[uint32]*relState{}}
+func newDecoder(types *catalog.Types, tables, exclude []string, schemas, txnEvents bool) *decoder {
+	return &decoder{types: types, tables: tables, exclude: exclude, schemas: schemas, txnEvents: txnEvents, rels: map[uint32]*relState{}}
 }
 
 // matchTable reports whether schema.table passes the table globs.
@@ -174,7 +175,8 @@ func (d *decoder) addRelation(out []*event.Event, walStart event.LSN, m *pgoutpu
 		rel.Columns[i] = event.Column{Name: c.Name, Type: d.types.Type(c.TypeOID), TypeMod: c.TypeMod, Key: c.Key}
 	}
 	old := d.rels[m.OID]
-	rs := &relState{rel: rel, keep: matchTable(d.tables, schema, m.Name)}
+	keep := matchTable(d.tables, schema, m.Name) && (len(d.exclude) == 0 || !matchTable(d.exclude, schema, m.Name))
+	rs := &relState{rel: rel, keep: keep}
 	d.rels[m.OID] = rs
 	// pgoutput repeats Relation messages (after reconnects, cache
 	// invalidations); a schema event is only news when the columns changed.

@@ -124,7 +124,7 @@ func (t tableName) sql() string    { return pgx.Identifier{t.schema, t.table}.Sa
 // resolveTables lists the user tables matching the globs. A name without
 // wildcards that matches nothing is an error: the user named a table that
 // is not there.
-func resolveTables(ctx context.Context, conn *pgx.Conn, globs []string) ([]tableName, error) {
+func resolveTables(ctx context.Context, conn *pgx.Conn, globs, exclude []string) ([]tableName, error) {
 	rows, err := conn.Query(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`)
 	if err != nil {
@@ -143,7 +143,7 @@ func resolveTables(ctx context.Context, conn *pgx.Conn, globs []string) ([]table
 		g = normalizeGlob(g)
 		matched := false
 		for _, t := range all {
-			if ok, _ := path.Match(g, t.String()); ok {
+			if ok, _ := path.Match(g, t.String()); ok && !matchAny(exclude, t) {
 				matched = true
 				if !seen[t] {
 					seen[t] = true
@@ -159,6 +159,15 @@ func resolveTables(ctx context.Context, conn *pgx.Conn, globs []string) ([]table
 	return out, nil
 }
 
+func matchAny(globs []string, t tableName) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(normalizeGlob(g), t.String()); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // ensurePublication checks (and with create, creates or aligns) the
 // publication.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
@@ -170,7 +179,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
 	}
 	var tables []tableName
 	if len(cfg.Tables) > 0 {
-		if tables, err = resolveTables(ctx, conn, cfg.Tables); err != nil {
+		if tables, err = resolveTables(ctx, conn, cfg.Tables, cfg.Exclude); err != nil {
 			return err
 		}
 		if len(tables) == 0 {
@@ -180,6 +189,11 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
 	list := make([]string, len(tables))
 	for i, t := range tables {
 		list[i] = t.sql()
+		// A row filter is operator configuration (the pipeline's TOML), not
+		// request input; Postgres parses and checks it.
+		if where, ok := cfg.Filters[t.String()]; ok {
+			list[i] += " WHERE (" + where + ")"
+		}
 	}
 	pub := pgx.Identifier{cfg.Publication}.Sanitize()
 	switch {

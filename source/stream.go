@@ -158,7 +158,7 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		meta:  meta,
 		types: catalog.NewTypes(),
 	}
-	l.dec = newDecoder(l.types, normalizeGlobs(cfg.Tables), cfg.Schemas, cfg.Transactions)
+	l.dec = newDecoder(l.types, normalizeGlobs(cfg.Tables), normalizeGlobs(cfg.Exclude), cfg.Schemas, cfg.Transactions)
 	go func() {
 		err := l.run(loopCtx)
 		s.err = err

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/pgfeed/pgfeed/config"
 	"github.com/pgfeed/pgfeed/source"
 	"github.com/spf13/cobra"
 )
@@ -34,6 +35,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var cfgErr *config.Error
+		if errors.As(err, &cfgErr) {
+			// One line per problem of the file, each naming its field.
+			for _, line := range strings.Split(strings.TrimRight(cfgErr.Error(), "\n"), "\n") {
+				fmt.Fprintln(stderr, "pgfeed: "+line)
+			}
+			return 1
+		}
 		fmt.Fprintln(stderr, "pgfeed: "+oneLine(err))
 		return 1
 	}
@@ -70,7 +79,7 @@ func newRoot(e *env) *cobra.Command {
 			profile.Close()
 		}
 	}
-	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e))
+	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e), newRunCmd(e), newReplayCmd(e))
 	return root
 }
 

@@ -1,0 +1,92 @@
+package pipeline
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgfeed/pgfeed/checkpoint"
+	"github.com/pgfeed/pgfeed/config"
+	"github.com/pgfeed/pgfeed/encode"
+	"github.com/pgfeed/pgfeed/route"
+	"github.com/pgfeed/pgfeed/sink"
+	"github.com/pgfeed/pgfeed/sink/discard"
+	"github.com/pgfeed/pgfeed/sink/file"
+	"github.com/pgfeed/pgfeed/sink/stdout"
+	"github.com/pgfeed/pgfeed/source"
+)
+
+// FromConfig builds a pipeline from a validated configuration. It opens the
+// sinks (a file sink creates its folder), so Close them through Run, or
+// CloseSinks when the pipeline never runs.
+func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
+	p := &Pipeline{Store: store, Logger: log}
+	databases := map[string]string{}
+	for _, s := range cfg.Sources {
+		pgs, ok := s.Settings.(*config.PostgresSource)
+		if !ok {
+			return nil, fmt.Errorf("sources.%s: type %s is not available in this version of pgfeed", s.Name, s.Type)
+		}
+		if pc, err := pgx.ParseConfig(pgs.DSN); err == nil {
+			databases[s.Name] = pc.Database
+		}
+		p.Sources = append(p.Sources, Source{
+			Name: s.Name,
+			Stream: source.Config{
+				DSN: pgs.DSN, Slot: pgs.Slot, Publication: pgs.Publication, Create: pgs.Create,
+				Tables: pgs.Tables, Exclude: pgs.Exclude, Filters: pgs.Filters, Logger: log,
+			},
+			Retain:    checkpoint.Retention{Age: pgs.Retain.Age, Bytes: uint64(max(pgs.Retain.Bytes, 0))},
+			Snapshot:  pgs.Snapshot,
+			Heartbeat: pgs.Heartbeat,
+		})
+	}
+	for _, k := range cfg.Sinks {
+		built, err := buildSink(k, databases)
+		if err != nil {
+			p.CloseSinks()
+			return nil, err
+		}
+		p.Sinks = append(p.Sinks, built)
+	}
+	return p, nil
+}
+
+func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
+	router, err := route.New(k.RouteOptions())
+	if err != nil {
+		return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+	}
+	opts := encode.Options{ServerName: k.Sources[0], Database: databases[k.Sources[0]]}
+	enc, err := encode.New(k.Format, opts)
+	if err != nil {
+		return Sink{}, fmt.Errorf("sinks.%s.format: %w", k.Name, err)
+	}
+	var s sink.Sink
+	switch st := k.Settings.(type) {
+	case *config.StdoutSink:
+		s = stdout.New(nil)
+	case *config.DiscardSink:
+		s = discard.New()
+	case *config.FileSink:
+		maxBytes := st.RotateBytes
+		if maxBytes == 0 {
+			maxBytes = -1 // the config's zero means never
+		}
+		f, err := file.Open(st.Path, file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery})
+		if err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+		}
+		s = f
+	default:
+		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
+	}
+	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true}, nil
+}
+
+// CloseSinks closes every sink; for a pipeline that will not Run.
+func (p *Pipeline) CloseSinks() {
+	for _, k := range p.Sinks {
+		_ = k.Sink.Close()
+	}
+}

@@ -1,0 +1,175 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgfeed/pgfeed/checkpoint"
+	"github.com/pgfeed/pgfeed/encode"
+	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/route"
+	"github.com/pgfeed/pgfeed/sink"
+	"github.com/pgfeed/pgfeed/source"
+)
+
+// Source is one PostgreSQL database read through one replication slot.
+type Source struct {
+	Name   string
+	Stream source.Config // Transactions and Schemas are turned on by the pipeline
+	Retain checkpoint.Retention
+	// Snapshot sends every row of the source's tables as read events when
+	// its slot is created, read in the slot's exported snapshot.
+	Snapshot bool
+	// Heartbeat writes a non-transactional logical message this often, so
+	// that the slot advances even when no published table changes.
+	Heartbeat time.Duration
+}
+
+// Sink is one destination: which sources feed it, how events are routed
+// and encoded, and the sink itself.
+type Sink struct {
+	Name    string
+	Sources []string
+	Sink    sink.Sink
+	Router  *route.Router
+	Encoder encode.Encoder
+	// Schemas passes schema events on to the sink (they are always used to
+	// follow the relation's columns).
+	Schemas bool
+	// MaxBatch and MaxBatchBytes bound one Write (defaults 2000 events, 4 MiB).
+	MaxBatch      int
+	MaxBatchBytes int
+	// QueueBatches is how many batches may wait for the sink (default 4).
+	// With the batch bounds it caps the memory a slow sink can make the
+	// pipeline hold; beyond it the source stops reading from Postgres.
+	QueueBatches int
+}
+
+// Pipeline wires sources to sinks.
+type Pipeline struct {
+	Sources []Source
+	Sinks   []Sink
+	Store   *checkpoint.Store
+	Logger  *slog.Logger
+	// Backoff bounds the wait between reconnects (defaults 100ms to 10s).
+	MinBackoff, MaxBackoff time.Duration
+
+	stats sync.Map // sink name → *SinkStats
+}
+
+// SinkStats are a sink's counters, safe to read while the pipeline runs.
+type SinkStats struct {
+	Events          atomic.Uint64 // records written
+	Batches         atomic.Uint64
+	Bytes           atomic.Uint64 // encoded bytes written
+	QueuedBytes     atomic.Int64  // estimated bytes of events waiting for this sink
+	MaxQueuedBytes  atomic.Int64  // high-water mark of QueuedBytes
+	Durable         atomic.Uint64 // position made durable (an LSN)
+	WriteErrors     atomic.Uint64
+	SkippedReplayed atomic.Uint64 // events at or before the sink's checkpoint, skipped after a restart
+}
+
+// Stats returns the counters of the named sink, or nil.
+func (p *Pipeline) Stats(sinkName string) *SinkStats {
+	v, ok := p.stats.Load(sinkName)
+	if !ok {
+		return nil
+	}
+	return v.(*SinkStats)
+}
+
+func (p *Pipeline) validate() error {
+	if p.Store == nil {
+		return errors.New("pipeline: no checkpoint store")
+	}
+	names := map[string]bool{}
+	for _, s := range p.Sources {
+		if names[s.Name] {
+			return fmt.Errorf("pipeline: duplicate source %q", s.Name)
+		}
+		names[s.Name] = true
+	}
+	for _, k := range p.Sinks {
+		if len(k.Sources) == 0 {
+			return fmt.Errorf("pipeline: sink %q has no source", k.Name)
+		}
+		for _, s := range k.Sources {
+			if !names[s] {
+				return fmt.Errorf("pipeline: sink %q reads unknown source %q", k.Name, s)
+			}
+		}
+		if k.Sink == nil || k.Encoder == nil || k.Router == nil {
+			return fmt.Errorf("pipeline: sink %q is missing its sink, encoder or router", k.Name)
+		}
+	}
+	return nil
+}
+
+// Run runs every source and sink until ctx is cancelled (a clean stop:
+// queued events are written and acked, and Run returns nil) or a source
+// fails in a way retrying cannot fix.
+func (p *Pipeline) Run(ctx context.Context) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	if p.MinBackoff <= 0 {
+		p.MinBackoff = 100 * time.Millisecond
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = 10 * time.Second
+	}
+	errs := make(chan error, len(p.Sources))
+	for i := range p.Sources {
+		src := &p.Sources[i]
+		var sinks []*Sink
+		for j := range p.Sinks {
+			for _, s := range p.Sinks[j].Sources {
+				if s == src.Name {
+					sinks = append(sinks, &p.Sinks[j])
+				}
+			}
+		}
+		go func() { errs <- p.runSource(ctx, src, sinks) }()
+	}
+	var first error
+	for range p.Sources {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	for i := range p.Sinks {
+		if err := p.Sinks[i].Sink.Close(); err != nil && first == nil {
+			first = fmt.Errorf("closing sink %s: %w", p.Sinks[i].Name, err)
+		}
+	}
+	return first
+}
+
+// sinkStats returns (creating) the counters of a sink.
+func (p *Pipeline) sinkStats(name string) *SinkStats {
+	v, _ := p.stats.LoadOrStore(name, &SinkStats{})
+	return v.(*SinkStats)
+}
+
+// eventBytes estimates the memory an event holds.
+func eventBytes(e *event.Event) int64 {
+	n := int64(160)
+	for _, v := range e.Before {
+		n += int64(len(v.Raw)) + 24
+	}
+	for _, v := range e.After {
+		n += int64(len(v.Raw)) + 24
+	}
+	if e.Message != nil {
+		n += int64(len(e.Message.Content))
+	}
+	return n
+}

@@ -1,0 +1,159 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pgfeed/pgfeed/checkpoint"
+	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/sink"
+)
+
+// worker feeds one sink from one source.
+type worker struct {
+	r     *sourceRun
+	k     *Sink
+	stats *SinkStats
+	queue chan batch
+	cur   batch
+	// skipUpTo is the newest complete transaction already queued (or made
+	// durable before a restart): after a reconnect the stream delivers such
+	// transactions again, and the sink has them.
+	skipUpTo event.LSN
+	err      error // the failure that stopped the worker, if any
+
+	records []sink.Record
+	buf     []byte
+}
+
+func newWorker(r *sourceRun, k *Sink) (*worker, error) {
+	if k.MaxBatch <= 0 {
+		k.MaxBatch = 2000
+	}
+	if k.MaxBatchBytes <= 0 {
+		k.MaxBatchBytes = 4 << 20
+	}
+	if k.QueueBatches <= 0 {
+		k.QueueBatches = 4
+	}
+	pos, _, err := r.p.Store.Position(r.src.Name, k.Name)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint of sink %s: %w", k.Name, err)
+	}
+	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos}
+	w.stats.Durable.Store(uint64(pos))
+	return w, nil
+}
+
+// add appends an event to the batch being built, handing it over when full.
+func (w *worker) add(e *event.Event) {
+	if e.CommitLSN != 0 && e.CommitLSN <= w.skipUpTo && e.Op != event.OpRead {
+		w.stats.SkippedReplayed.Add(1)
+		return
+	}
+	if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
+		w.skipUpTo = e.CommitLSN
+	}
+	n := eventBytes(e)
+	w.cur.events = append(w.cur.events, e)
+	w.cur.bytes += n
+	if q := w.stats.QueuedBytes.Add(n); q > w.stats.MaxQueuedBytes.Load() {
+		w.stats.MaxQueuedBytes.Store(q)
+	}
+	if len(w.cur.events) >= w.k.MaxBatch || w.cur.bytes >= int64(w.k.MaxBatchBytes) {
+		w.flush(true)
+	}
+}
+
+// flush hands the current batch to the sink's goroutine; when the queue is
+// full it waits, which is the backpressure that reaches Postgres.
+func (w *worker) flush(force bool) {
+	if len(w.cur.events) == 0 || (!force && len(w.queue) > 0) {
+		return
+	}
+	w.queue <- w.cur
+	w.cur = batch{events: make([]*event.Event, 0, min(2*len(w.cur.events), w.k.MaxBatch))}
+}
+
+// run writes batches until the queue is closed. After a failed Write it
+// retries the same batch with backoff: nothing is acked until it succeeds.
+// Once the pipeline is stopping, a failing sink gives up instead; what it
+// did not write is not acked and comes again on the next run.
+func (w *worker) run(ctx context.Context) {
+	log := w.r.p.Logger.With("source", w.r.src.Name, "sink", w.k.Name)
+	for b := range w.queue {
+		backoff := w.r.p.MinBackoff
+		for {
+			err := w.write(b)
+			if err == nil {
+				break
+			}
+			w.stats.WriteErrors.Add(1)
+			if ctx.Err() != nil {
+				w.err = fmt.Errorf("sink %s: %w", w.k.Name, err)
+				for range w.queue {
+				}
+				return
+			}
+			log.Warn("writing batch; retrying", "err", err, "in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, w.r.p.MaxBackoff)
+		}
+		w.stats.QueuedBytes.Add(-b.bytes)
+	}
+}
+
+// write routes and encodes a batch, writes it, and records its position.
+func (w *worker) write(b batch) error {
+	w.records = w.records[:0]
+	w.buf = w.buf[:0]
+	var durable event.LSN
+	type span struct{ start, end int }
+	spans := make([]span, 0, len(b.events))
+	for _, e := range b.events {
+		if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
+			durable = e.CommitLSN
+		}
+		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !w.k.Schemas) ||
+			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
+			continue
+		}
+		rec, keep := w.k.Router.Apply(e)
+		if !keep {
+			continue
+		}
+		start := len(w.buf)
+		var err error
+		if w.buf, err = w.k.Encoder.Encode(w.buf, rec.Event); err != nil {
+			return fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+		}
+		spans = append(spans, span{start, len(w.buf)})
+		w.records = append(w.records, rec)
+	}
+	// Values point into one buffer, filled first so that it no longer grows.
+	for i := range w.records {
+		w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
+	}
+	if len(w.records) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := w.k.Sink.Write(ctx, w.records)
+		cancel()
+		if err != nil {
+			return err
+		}
+		w.stats.Events.Add(uint64(len(w.records)))
+		w.stats.Bytes.Add(uint64(len(w.buf)))
+		w.stats.Batches.Add(1)
+	}
+	if durable > event.LSN(w.stats.Durable.Load()) {
+		if err := w.r.p.Store.SetPosition(w.r.src.Name, w.k.Name, durable); err != nil {
+			return fmt.Errorf("storing checkpoint: %w", err)
+		}
+		w.stats.Durable.Store(uint64(durable))
+		w.r.durable()
+	}
+	return nil
+}
+
+func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark{At: t, LSN: lsn} }
