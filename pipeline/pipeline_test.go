@@ -282,7 +282,7 @@ func TestSlowSinkBackpressure(t *testing.T) {
 	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int, pad text)")
 	slow := &slowSink{delay: 20 * time.Millisecond}
 	k := newSink(t, "slow", "main", slow)
-	k.MaxBatch, k.MaxBatchBytes, k.QueueBatches = 500, 128 << 10, 2
+	k.MaxBatch, k.MaxBatchBytes, k.QueueBatches = 500, 128<<10, 2
 	p := &Pipeline{
 		Sources: []Source{{Name: "main", Stream: source.Config{DSN: dsn, Slot: "slow", Create: true}}},
 		Sinks:   []Sink{k},

@@ -16,9 +16,9 @@ import (
 )
 
 type benchFlags struct {
-	conn    connFlags
-	rows    int
-	txnSize int
+	conn       connFlags
+	rows       int
+	txnSize    int
 	rounds     int
 	cpuprofile string
 }

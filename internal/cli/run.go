@@ -157,4 +157,3 @@ func rewind(ctx context.Context, cfg *config.Config, store *checkpoint.Store, rp
 	}
 	return nil
 }
-
