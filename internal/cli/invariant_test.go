@@ -155,12 +155,16 @@ func applyOutput(t *testing.T, path string, state map[int]map[string]any) int {
 	for sc.Scan() {
 		var e struct {
 			Op     string         `json:"op"`
+			Table  string         `json:"table"`
 			Key    map[string]any `json:"key"`
 			Before map[string]any `json:"before"`
 			After  map[string]any `json:"after"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("%s: bad line %q: %v", path, sc.Text(), err)
+		}
+		if e.Table != "items" {
+			continue
 		}
 		n++
 		switch e.Op {
