@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,11 +28,12 @@ func newBenchCmd(e *env) *cobra.Command {
 	var f benchFlags
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure pgfeed stream against pg_recvlogical on the same workload, as a ratio",
+		Short: "Measure pgfeed stream and pgfeed run against pg_recvlogical on the same workload, as ratios",
 		Long: `Write one workload (inserts, updates and deletes of a mixed-type table), then
 decode it from the WAL with pg_recvlogical (pgoutput, output to /dev/null) and with
-pgfeed stream (JSON lines to /dev/null), each from its own slot created before the
-workload, in alternating rounds. Prints rows/s of each and pgfeed's ratio.
+pgfeed stream (JSON lines to /dev/null) and pgfeed run (to the discard sink and to the
+file sink), each from its own slot created before the workload, in alternating rounds.
+Prints rows/s of each and pgfeed's ratios.
 
 Without --dsn it runs a throwaway PostgreSQL of its own.`,
 		Args: cobra.NoArgs,
@@ -75,10 +77,18 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	defer db.Close(context.Background())
 
 	const pub = "pgfeed_bench"
-	slots := make([]string, 0, 2*f.rounds)
+	// Per round: pg_recvlogical, pgfeed stream, pgfeed run to discard, pgfeed run to files.
+	const perRound = 4
+	slots := make([]string, 0, perRound*f.rounds)
 	for r := 0; r < f.rounds; r++ {
-		slots = append(slots, fmt.Sprintf("pgfeed_bench_recv_%d", r), fmt.Sprintf("pgfeed_bench_feed_%d", r))
+		slots = append(slots, fmt.Sprintf("pgfeed_bench_recv_%d", r), fmt.Sprintf("pgfeed_bench_feed_%d", r),
+			fmt.Sprintf("pgfeed_bench_run_discard_%d", r), fmt.Sprintf("pgfeed_bench_run_file_%d", r))
 	}
+	work, err := os.MkdirTemp("", "pgfeed-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
 	cleanup := func() {
 		for _, s := range slots {
 			_, _ = db.Exec(context.Background(), "SELECT pg_drop_replication_slot($1) FROM pg_replication_slots WHERE slot_name = $1", s)
@@ -130,10 +140,32 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		}
 		return nil
 	}
+	runConfig := func(r int, sinkType string) (string, error) {
+		slot := slots[perRound*r+2]
+		extra := ""
+		if sinkType == "file" {
+			slot = slots[perRound*r+3]
+			extra = fmt.Sprintf("path = %q\nrotate_bytes = \"256MiB\"\n", filepath.Join(work, fmt.Sprintf("files-%d", r)))
+		}
+		path := filepath.Join(work, fmt.Sprintf("%s-%d.toml", sinkType, r))
+		cfg := fmt.Sprintf("checkpoint = %q\n[log]\nlevel = \"warn\"\n[sources.main]\ndsn = %q\nslot = %q\npublication = %q\n[sinks.out]\ntype = %q\nsources = [\"main\"]\n%s",
+			filepath.Join(work, fmt.Sprintf("%s-%d.db", sinkType, r)), dsn, slot, pub, sinkType, extra)
+		return path, os.WriteFile(path, []byte(cfg), 0o600)
+	}
 	for r := 0; r < f.rounds; r++ {
-		recv := exec.CommandContext(ctx, recvlogical, "-d", dsn, "--slot", slots[2*r], "--start", "--endpos", end, "--no-loop",
+		discardCfg, err := runConfig(r, "discard")
+		if err != nil {
+			return err
+		}
+		fileCfg, err := runConfig(r, "file")
+		if err != nil {
+			return err
+		}
+		runDiscard := exec.CommandContext(ctx, self, "run", "--config", discardCfg, "--endpos", end)
+		runFile := exec.CommandContext(ctx, self, "run", "--config", fileCfg, "--endpos", end)
+		recv := exec.CommandContext(ctx, recvlogical, "-d", dsn, "--slot", slots[perRound*r], "--start", "--endpos", end, "--no-loop",
 			"-o", "proto_version=2", "-o", "publication_names="+pub, "-o", "messages=true", "-o", "streaming=on", "-f", os.DevNull)
-		feed := exec.CommandContext(ctx, self, "stream", "--dsn", dsn, "--slot", slots[2*r+1], "--publication", pub, "--endpos", end)
+		feed := exec.CommandContext(ctx, self, "stream", "--dsn", dsn, "--slot", slots[perRound*r+1], "--publication", pub, "--endpos", end)
 		if f.cpuprofile != "" {
 			feed.Args = append(feed.Args, "--cpuprofile", fmt.Sprintf("%s.%d", f.cpuprofile, r))
 		}
@@ -141,9 +173,11 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		steps := []func() error{
 			func() error { return timed("pg_recvlogical", recv) },
 			func() error { return timed("pgfeed stream", feed) },
+			func() error { return timed("run discard", runDiscard) },
+			func() error { return timed("run file", runFile) },
 		}
-		if r%2 == 1 { // alternate, so that neither always reads a warmer cache
-			steps[0], steps[1] = steps[1], steps[0]
+		if r%2 == 1 { // alternate, so that none always reads a warmer cache
+			slices.Reverse(steps)
 		}
 		for _, step := range steps {
 			if err := step(); err != nil {
@@ -151,9 +185,12 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 			}
 		}
 	}
-	recvRate := float64(changes) / best["pg_recvlogical"].Seconds()
-	feedRate := float64(changes) / best["pgfeed stream"].Seconds()
-	fmt.Fprintf(e.stdout, "changes: %d\npg_recvlogical: %.0f rows/s\npgfeed stream: %.0f rows/s\nratio: %.2fx\n", changes, recvRate, feedRate, feedRate/recvRate)
+	rate := func(name string) float64 { return float64(changes) / best[name].Seconds() }
+	recvRate := rate("pg_recvlogical")
+	fmt.Fprintf(e.stdout, "changes: %d\npg_recvlogical: %.0f rows/s\n", changes, recvRate)
+	for _, name := range []string{"pgfeed stream", "run discard", "run file"} {
+		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical)\n", name, rate(name), rate(name)/recvRate)
+	}
 	return nil
 }
 

@@ -16,7 +16,7 @@ import (
 )
 
 func newRunCmd(e *env) *cobra.Command {
-	var path string
+	var path, endpos string
 	var check bool
 	c := &cobra.Command{
 		Use:   "run",
@@ -35,11 +35,18 @@ SIGTERM or Ctrl-C stops cleanly: queued events are written and acked, exit code 
 				fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks)\n", path, len(cfg.Sources), len(cfg.Sinks))
 				return nil
 			}
-			return runPipeline(cmd.Context(), e, cfg, nil)
+			var end event.LSN
+			if endpos != "" {
+				if end, err = event.ParseLSN(endpos); err != nil {
+					return fmt.Errorf("--endpos: %w", err)
+				}
+			}
+			return runPipeline(cmd.Context(), e, cfg, nil, end)
 		},
 	}
 	c.Flags().StringVar(&path, "config", "pgfeed.toml", "the pipeline's TOML file")
 	c.Flags().BoolVar(&check, "check", false, "validate the file and exit")
+	c.Flags().StringVar(&endpos, "endpos", "", "stop every source once this LSN is reached (for benchmarks and tests)")
 	return c
 }
 
@@ -59,7 +66,7 @@ func newReplayCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runPipeline(cmd.Context(), e, cfg, &replay{from: lsn, source: sourceName, sinks: sinks})
+			return runPipeline(cmd.Context(), e, cfg, &replay{from: lsn, source: sourceName, sinks: sinks}, 0)
 		},
 	}
 	c.Flags().StringVar(&path, "config", "pgfeed.toml", "the pipeline's TOML file")
@@ -84,7 +91,7 @@ func newLogger(e *env, l config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, opts))
 }
 
-func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay) error {
+func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay, endpos event.LSN) error {
 	log := newLogger(e, cfg.Log)
 	if dir := filepath.Dir(cfg.Checkpoint); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -104,6 +111,9 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay) er
 	p, err := pipeline.FromConfig(cfg, store, log)
 	if err != nil {
 		return err
+	}
+	for i := range p.Sources {
+		p.Sources[i].Stream.EndLSN = endpos
 	}
 	log.Info("pgfeed run starting", "sources", len(p.Sources), "sinks", len(p.Sinks), "checkpoint", cfg.Checkpoint)
 	if err := p.Run(ctx); err != nil {
