@@ -76,37 +76,12 @@ func TestStateInvariantUnderKill9(t *testing.T) {
 	for _, path := range outputs {
 		events += applyOutput(t, path, got)
 	}
-	want := map[int]map[string]any{}
-	rows, err := db.Query(context.Background(), "SELECT id, val, note FROM items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id, val int
-		var note *string
-		if err := rows.Scan(&id, &val, &note); err != nil {
-			t.Fatal(err)
-		}
-		row := map[string]any{"id": float64(id), "val": float64(val), "note": nil}
-		if note != nil {
-			row["note"] = *note
-		}
-		want[id] = row
-	}
+	want := itemsInTable(t, db)
 	if len(want) == 0 || events < 200 {
 		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
 	}
 	if !reflect.DeepEqual(got, want) {
-		for id, w := range want {
-			if !reflect.DeepEqual(got[id], w) {
-				t.Errorf("id %d: stream %v, table %v", id, got[id], w)
-			}
-		}
-		for id := range got {
-			if _, ok := want[id]; !ok {
-				t.Errorf("id %d: in stream %v, not in table", id, got[id])
-			}
-		}
+		reportDiff(t, got, want)
 		t.Fatalf("state invariant broken: %d rows from the stream, %d in the table", len(got), len(want))
 	}
 	t.Logf("%d events over %d runs, %d rows", events, len(outputs), len(want))
@@ -218,5 +193,43 @@ func writeRandomly(ctx context.Context, t *testing.T, dsn string, r *rand.Rand) 
 			continue
 		}
 		_ = tx.Commit(context.Background())
+	}
+}
+
+// itemsInTable reads the items table as the JSON events show its rows.
+func itemsInTable(t *testing.T, db *pgx.Conn) map[int]map[string]any {
+	t.Helper()
+	want := map[int]map[string]any{}
+	rows, err := db.Query(context.Background(), "SELECT id, val, note FROM items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, val int
+		var note *string
+		if err := rows.Scan(&id, &val, &note); err != nil {
+			t.Fatal(err)
+		}
+		row := map[string]any{"id": float64(id), "val": float64(val), "note": nil}
+		if note != nil {
+			row["note"] = *note
+		}
+		want[id] = row
+	}
+	return want
+}
+
+// reportDiff names the rows on which stream and table disagree.
+func reportDiff(t *testing.T, got, want map[int]map[string]any) {
+	t.Helper()
+	for id, w := range want {
+		if !reflect.DeepEqual(got[id], w) {
+			t.Errorf("id %d: stream %v, table %v", id, got[id], w)
+		}
+	}
+	for id, g := range got {
+		if _, ok := want[id]; !ok {
+			t.Errorf("id %d: in stream %v, not in table", id, g)
+		}
 	}
 }

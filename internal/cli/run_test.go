@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -95,40 +94,12 @@ rotate_bytes = "256KiB"
 	for _, f := range files {
 		events += applyOutput(t, f, got)
 	}
-	want := map[int]map[string]any{}
-	rows, err := db.Query(context.Background(), "SELECT id, val, note FROM items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id, val int
-		var note *string
-		if err := rows.Scan(&id, &val, &note); err != nil {
-			t.Fatal(err)
-		}
-		row := map[string]any{"id": float64(id), "val": float64(val), "note": nil}
-		if note != nil {
-			row["note"] = *note
-		}
-		want[id] = row
-	}
+	want := itemsInTable(t, db)
 	if len(want) == 0 {
 		t.Fatal("the workload left no rows")
 	}
 	if !reflect.DeepEqual(got, want) {
-		for id, w := range want {
-			if !reflect.DeepEqual(got[id], w) {
-				t.Errorf("id %d: files %v, table %v", id, got[id], w)
-			}
-		}
-		for id, g := range got {
-			if _, ok := want[id]; !ok {
-				t.Errorf("id %d: in files %v, not in the table", id, g)
-			}
-		}
-		if os.Getenv("PGFEED_KEEP_OUTPUT") != "" {
-			exec.Command("cp", "-r", out, os.Getenv("PGFEED_KEEP_OUTPUT")).Run()
-		}
+		reportDiff(t, got, want)
 		t.Fatalf("state invariant broken after kill -9 of pgfeed run: %d rows in files, %d in the table", len(got), len(want))
 	}
 	t.Logf("%d events in %d files, %d rows", events, len(files), len(want))
