@@ -54,11 +54,17 @@ type Config struct {
 	// SpoolDir holds large in-progress transactions until they commit
 	// (default: the system's temporary folder).
 	SpoolDir string
-	// Snapshot, when set and the slot is created by this call, is called with
-	// the name of the snapshot exported by the new slot and the slot's
-	// consistent point, before streaming starts: reading tables in that
-	// snapshot joins them to the stream with no gap and no overlap.
-	Snapshot func(snapshotName string, consistentPoint event.LSN) error
+	// InitialSnapshot, when this call creates the slot, first delivers every
+	// row of the stream's tables (Tables, else the publication's) as read
+	// events, read in the snapshot the new slot exports: rows and changes
+	// meet with no gap and no overlap. The snapshot ends with a commit event
+	// at the slot's consistent point (with Transactions). If the process
+	// dies mid-snapshot, the slot exists and no snapshot comes again: drop
+	// the slot to start over (pgfeed run does this by itself).
+	InitialSnapshot bool
+	// SnapshotWorkers is how many connections read tables in parallel in
+	// the initial snapshot (default: one per table, at most 4).
+	SnapshotWorkers int
 	// Logger receives operational messages (default: discarded).
 	Logger *slog.Logger
 }

@@ -41,25 +41,15 @@ type loop struct {
 	batchBytes int
 	nextStatus time.Time
 
+	streaming bool // START_REPLICATION done: status updates may be sent
 	inStream  bool
 	streamXID uint32
 	spools    map[uint32]*spool
 }
 
 func (l *loop) run(ctx context.Context) (err error) {
-	defer func() {
-		for _, sp := range l.spools {
-			sp.close()
-		}
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if !l.repl.IsClosed() {
-			// Report the final acked position, so a clean stop resumes exactly.
-			_ = l.sendStatus(false)
-			l.repl.Close(cctx)
-		}
-		l.meta.Close(cctx)
-	}()
+	l.streaming = true
+	defer l.close()
 	conn := l.repl.Conn()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
@@ -111,6 +101,23 @@ func (l *loop) run(ctx context.Context) (err error) {
 			// Notices and parameter changes need no action.
 		}
 	}
+}
+
+// close releases the connections. Once streaming, it first reports the
+// final acked position, so that a clean stop resumes exactly.
+func (l *loop) close() {
+	for _, sp := range l.spools {
+		sp.close()
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !l.repl.IsClosed() {
+		if l.streaming {
+			_ = l.sendStatus(false)
+		}
+		l.repl.Close(cctx)
+	}
+	l.meta.Close(cctx)
 }
 
 func (l *loop) handleCopyData(ctx context.Context, data []byte) error {

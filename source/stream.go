@@ -108,8 +108,9 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		return nil, err
 	}
 	start := slot.confirmed
+	var snap *initialSnapshot
 	if !slot.exists {
-		res, err := createSlot(ctx, repl, cfg.Slot, cfg.Snapshot != nil)
+		res, err := createSlot(ctx, repl, cfg.Slot, cfg.InitialSnapshot)
 		if err != nil {
 			return fail(err)
 		}
@@ -117,11 +118,12 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 			return fail(fmt.Errorf("reading consistent point of new slot: %w", err))
 		}
 		cfg.Logger.Info("created replication slot", "slot", cfg.Slot, "consistent_point", start)
-		if cfg.Snapshot != nil {
-			// The exported snapshot lives until the next command on repl.
-			if err := cfg.Snapshot(res.SnapshotName, start); err != nil {
-				return fail(fmt.Errorf("reading the initial snapshot: %w", err))
+		if cfg.InitialSnapshot {
+			tables, err := snapshotTables(ctx, meta, &cfg)
+			if err != nil {
+				return fail(err)
 			}
+			snap = &initialSnapshot{name: res.SnapshotName, at: start, tables: tables}
 		}
 	}
 
@@ -137,9 +139,18 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	if cfg.ProtocolVersion >= 2 {
 		args = append(args, "streaming 'true'")
 	}
-	err = pglogrepl.StartReplication(ctx, repl, cfg.Slot, pglogrepl.LSN(startAt), pglogrepl.StartReplicationOptions{PluginArgs: args})
-	if err != nil {
-		return fail(explainSQL(err, "starting replication from slot "+cfg.Slot))
+	startReplication := func(ctx context.Context) error {
+		err := pglogrepl.StartReplication(ctx, repl, cfg.Slot, pglogrepl.LSN(startAt), pglogrepl.StartReplicationOptions{PluginArgs: args})
+		if err != nil {
+			return explainSQL(err, "starting replication from slot "+cfg.Slot)
+		}
+		return nil
+	}
+	if snap == nil {
+		// Start here, so that Open reports a failure itself.
+		if err := startReplication(ctx); err != nil {
+			return fail(err)
+		}
 	}
 
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -160,7 +171,21 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	}
 	l.dec = newDecoder(l.types, normalizeGlobs(cfg.Tables), normalizeGlobs(cfg.Exclude), cfg.Schemas, cfg.Transactions)
 	go func() {
-		err := l.run(loopCtx)
+		var err error
+		if snap != nil {
+			// The exported snapshot lives until the next command on the
+			// replication connection: read it all, then start streaming.
+			err = l.readSnapshot(loopCtx, snap)
+			if err == nil {
+				err = startReplication(loopCtx)
+			}
+			if err != nil {
+				l.close()
+			}
+		}
+		if err == nil {
+			err = l.run(loopCtx)
+		}
 		s.err = err
 		close(s.out)
 		close(s.done)

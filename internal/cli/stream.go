@@ -19,6 +19,7 @@ type streamFlags struct {
 	slot, pub   string
 	tables      []string
 	create      bool
+	snapshot    bool
 	endpos      string
 	startpos    string
 	withTx      bool
@@ -49,6 +50,7 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	fl.StringVar(&f.pub, "publication", "pgfeed", "publication")
 	fl.StringSliceVar(&f.tables, "tables", nil, "tables to stream, as globs on schema.table (comma-separated or repeated)")
 	fl.BoolVar(&f.create, "create", false, "create the slot and the publication if missing")
+	fl.BoolVar(&f.snapshot, "snapshot", false, "with a new slot, first print every row of the tables as read events, from the slot's own snapshot")
 	fl.StringVar(&f.endpos, "endpos", "", "stop once this LSN is reached, like pg_recvlogical --endpos")
 	fl.StringVar(&f.startpos, "startpos", "", "start at this LSN instead of the slot's confirmed position (later positions only)")
 	fl.BoolVar(&f.withTx, "tx", false, "also print begin and commit events")
@@ -66,7 +68,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 	}
 	cfg := source.Config{
 		DSN: f.conn.resolve(e), Slot: f.slot, Publication: f.pub, Tables: f.tables, Create: f.create,
-		Transactions: true, Schemas: f.withSchema, ProtocolVersion: f.protocol,
+		Transactions: true, Schemas: f.withSchema, ProtocolVersion: f.protocol, InitialSnapshot: f.snapshot,
 	}
 	if f.endpos != "" {
 		if cfg.EndLSN, err = event.ParseLSN(f.endpos); err != nil {
