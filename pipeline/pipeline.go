@@ -74,14 +74,8 @@ type SinkStats struct {
 	SkippedReplayed atomic.Uint64 // events at or before the sink's checkpoint, skipped after a restart
 }
 
-// Stats returns the counters of the named sink, or nil.
-func (p *Pipeline) Stats(sinkName string) *SinkStats {
-	v, ok := p.stats.Load(sinkName)
-	if !ok {
-		return nil
-	}
-	return v.(*SinkStats)
-}
+// Stats returns the counters of the named sink (zero before it starts).
+func (p *Pipeline) Stats(sinkName string) *SinkStats { return p.sinkStats(sinkName) }
 
 func (p *Pipeline) validate() error {
 	if p.Store == nil {
