@@ -128,8 +128,8 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 		}
 		// Once the slot exists, its snapshot is being read: never again.
 		cfg.InitialSnapshot = false
-		r.ackLocked()
 		r.stream, r.seenCommit = s, 0
+		r.ackLocked()
 		r.mu.Unlock()
 
 		err = r.fanOut(ctx, s)
