@@ -78,7 +78,7 @@ func TestMergerWindow(t *testing.T) {
 	c := newChunk("b1", testTable, 1, []event.Row{row(1, "a"), row(2, "a"), row(3, "a"), row(4, "a"), row(5, "a"), row(7, "a")})
 	low := watermark("b1", 1, WatermarkLow, 100)
 	out := observeAll(m, low,
-		change(event.OpUpdate, 110, nil, row(2, "b")),      // updated in the window
+		change(event.OpUpdate, 110, nil, row(2, "b")),       // updated in the window
 		change(event.OpDelete, 120, keyRow(3), nil),         // deleted in the window
 		change(event.OpInsert, 130, nil, row(4, "a")),       // inserted in the window and read by the chunk
 		change(event.OpUpdate, 135, keyRow(7), row(8, "a")), // key changed: old and new key are both touched
