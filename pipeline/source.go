@@ -86,6 +86,7 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 	cfg := r.src.Stream
 	cfg.Transactions = true
 	cfg.Schemas = true
+	cfg.BackfillProgress = backfillProgress{r.p.Store}
 	if r.src.Snapshot {
 		fresh, err := r.prepareSnapshot(ctx)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/snapshot"
 )
 
 // Config says where to stream from. The zero value of every field but DSN
@@ -65,6 +66,12 @@ type Config struct {
 	// SnapshotWorkers is how many connections read tables in parallel in
 	// the initial snapshot (default: one per table, at most 4).
 	SnapshotWorkers int
+	// BackfillProgress keeps how far each backfill got (and which tables are
+	// still to do), so that a restarted stream resumes mid-table. Nil keeps
+	// it in memory: a restart then forgets unfinished backfills.
+	BackfillProgress snapshot.ProgressStore
+	// BackfillChunk is the number of rows per backfill chunk (default 1024).
+	BackfillChunk int
 	// Logger receives operational messages (default: discarded).
 	Logger *slog.Logger
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/catalog"
+	"github.com/pgfeed/pgfeed/snapshot"
 )
 
 // Stream delivers the changes of one replication slot. Next and Ack may be
@@ -27,6 +28,10 @@ type Stream struct {
 
 	batch []*event.Event
 	cur   int
+	// merged holds what the merger gave for the last raw event, not yet returned.
+	merged    []*event.Event
+	merger    *snapshot.Merger
+	backfills *backfiller
 
 	closeOnce sync.Once
 	stats     stats
@@ -163,6 +168,8 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		done:    make(chan struct{}),
 	}
 	s.stats.start, s.stats.proto = start, cfg.ProtocolVersion
+	s.merger = snapshot.NewMerger()
+	s.backfills = newBackfiller(&s.cfg, s.merger)
 	l := &loop{
 		s:     s,
 		repl:  repl,
@@ -190,6 +197,9 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		close(s.out)
 		close(s.done)
 	}()
+	if err := s.backfills.resume(); err != nil {
+		cfg.Logger.Warn("backfills of the last run not resumed", "err", err)
+	}
 	return s, nil
 }
 
@@ -204,7 +214,37 @@ func normalizeGlobs(globs []string) []string {
 // Next returns the next event, waiting for one. It returns io.EOF once the
 // stream reached Config.EndLSN, and the stream's error if it failed.
 // The event belongs to the caller.
+//
+// Backfills are merged in here: watermark messages are swallowed, chunk
+// rows come out as read events at their high watermark, and backfill
+// requests start the backfill of their tables.
 func (s *Stream) Next(ctx context.Context) (*event.Event, error) {
+	for len(s.merged) == 0 {
+		e, err := s.nextRaw(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if tables, ok := backfillRequest(e, s.cfg.Slot); ok {
+			if len(tables) > 0 {
+				s.backfills.request(tables)
+			}
+			continue
+		}
+		s.merged = append(s.merged, s.merger.Observe(e)...)
+	}
+	e := s.merged[0]
+	s.merged[0] = nil
+	s.merged = s.merged[1:]
+	return e, nil
+}
+
+// Backfill asks this stream to backfill tables ("schema.table") from their
+// beginning while it streams: their rows come as read events, merged so
+// that none overwrites a newer change. The request is queued at once;
+// progress is stored in Config.BackfillProgress.
+func (s *Stream) Backfill(tables ...string) { s.backfills.request(tables) }
+
+func (s *Stream) nextRaw(ctx context.Context) (*event.Event, error) {
 	for s.cur >= len(s.batch) {
 		select {
 		case b, ok := <-s.out:
@@ -224,7 +264,7 @@ func (s *Stream) Next(ctx context.Context) (*event.Event, error) {
 
 // Buffered reports how many events Next can return without waiting on the
 // server. Consumers use it to flush their output when it reaches zero.
-func (s *Stream) Buffered() int { return len(s.batch) - s.cur }
+func (s *Stream) Buffered() int { return len(s.batch) - s.cur + len(s.merged) }
 
 func (s *Stream) finalErr() error {
 	if s.err == nil || errors.Is(s.err, context.Canceled) {
@@ -236,7 +276,14 @@ func (s *Stream) finalErr() error {
 // Ack acknowledges every event whose CommitLSN is at or before lsn: they
 // will not be delivered again, and Postgres may recycle their WAL. Acking a
 // position that was never delivered is an error and changes nothing.
-func (s *Stream) Ack(lsn event.LSN) error { return s.tracker.ack(lsn) }
+func (s *Stream) Ack(lsn event.LSN) error {
+	if err := s.tracker.ack(lsn); err != nil {
+		return err
+	}
+	// Backfill chunks whose rows are now acked complete, and their progress is stored.
+	s.merger.Ack(lsn)
+	return nil
+}
 
 // Confirmed returns the position confirmed (or about to be confirmed) to the server.
 func (s *Stream) Confirmed() event.LSN { return s.tracker.position() }
@@ -259,7 +306,10 @@ func (s *Stream) Stats() Stats {
 // Close stops the stream: it reports the last acked position to the server
 // and closes the connections. Unacked events come again on the next Open.
 func (s *Stream) Close() error {
-	s.closeOnce.Do(s.cancel)
+	s.closeOnce.Do(func() {
+		s.backfills.stop()
+		s.cancel()
+	})
 	<-s.done
 	if s.err == nil || errors.Is(s.err, context.Canceled) || errors.Is(s.err, io.EOF) {
 		return nil

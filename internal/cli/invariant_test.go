@@ -89,6 +89,13 @@ func TestStateInvariantUnderKill9(t *testing.T) {
 
 // streamProcess starts the pgfeed binary with stdout to a file.
 func streamProcess(t *testing.T, out string, args ...string) *exec.Cmd {
+	cmd, _ := startProcess(t, out, args...)
+	return cmd
+}
+
+// startProcess starts the pgfeed binary with stdout to a file and returns
+// its stderr as it grows.
+func startProcess(t *testing.T, out string, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	f, err := os.Create(out)
 	if err != nil {
@@ -97,17 +104,35 @@ func streamProcess(t *testing.T, out string, args ...string) *exec.Cmd {
 	defer f.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = f
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if stderr.Len() > 0 {
-			t.Logf("pgfeed stderr: %s", stderr.String())
+		if s := stderr.String(); s != "" && t.Failed() {
+			t.Logf("pgfeed stderr: %s", s)
 		}
 	})
-	return cmd
+	return cmd, stderr
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // applyOutput applies the complete lines of one run's output to the map. A
