@@ -17,8 +17,7 @@ type Chunk struct {
 	No       int
 	Rows     []event.Row
 
-	once sync.Once
-	sync.Once
+	once   sync.Once
 	done   chan struct{}
 	result ChunkResult
 }
