@@ -13,9 +13,8 @@ import (
 // relState is a relation as last described by the stream, with whether its
 // events pass the table filter.
 type relState struct {
-	rel        *event.Relation
-	keep       bool
-	schemaSent bool
+	rel  *event.Relation
+	keep bool
 }
 
 // decoder turns pgoutput messages into events. It holds the relation cache
