@@ -17,13 +17,24 @@ type Chunk struct {
 	No       int
 	Rows     []event.Row
 
-	once   sync.Once
-	done   chan struct{}
-	result ChunkResult
+	mu        sync.Mutex
+	done      chan struct{} // made on first use, so that a Chunk literal works
+	completed bool
+	result    ChunkResult
 }
 
 func newChunk(backfill string, t *Table, no int, rows []event.Row) *Chunk {
-	return &Chunk{Backfill: backfill, Table: t, No: no, Rows: rows, done: make(chan struct{})}
+	return &Chunk{Backfill: backfill, Table: t, No: no, Rows: rows}
+}
+
+// doneChan returns the channel closed by Complete.
+func (c *Chunk) doneChan() chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	return c.done
 }
 
 func (c *Chunk) ref() chunkRef {
@@ -47,16 +58,22 @@ type ChunkResult struct {
 // for it. Only the first call counts. A ChunkSink calls it once the
 // released rows are durable, or at once when none were released.
 func (c *Chunk) Complete(r ChunkResult) {
-	c.once.Do(func() {
-		c.result = r
-		close(c.done)
-	})
+	done := c.doneChan()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.completed {
+		return
+	}
+	c.completed, c.result = true, r
+	close(done)
 }
 
 // Wait blocks until the chunk is complete or ctx is done.
 func (c *Chunk) Wait(ctx context.Context) (ChunkResult, error) {
 	select {
-	case <-c.done:
+	case <-c.doneChan():
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		return c.result, nil
 	case <-ctx.Done():
 		return ChunkResult{}, context.Cause(ctx)
@@ -84,8 +101,13 @@ type Merger struct {
 	chunks  map[chunkRef]*Chunk
 	// waiting holds released chunks until Ack covers their position, in
 	// the order they were released, which is stream order.
-	waiting []*Chunk
+	waiting []released
 	out     []*event.Event
+}
+
+type released struct {
+	chunk  *Chunk
+	result ChunkResult
 }
 
 // window is the span between a chunk's low and high watermarks.
@@ -143,11 +165,11 @@ func (m *Merger) Ack(pos event.LSN) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
-	for _, c := range m.waiting {
-		if c.result.Position > pos {
+	for _, r := range m.waiting {
+		if r.result.Position > pos {
 			break
 		}
-		c.Complete(c.result)
+		r.chunk.Complete(r.result)
 		n++
 	}
 	clear(m.waiting[:n])
@@ -186,13 +208,12 @@ func (m *Merger) watermark(e *event.Event, wm Watermark) {
 		c.Complete(ChunkResult{Retry: true})
 		return
 	}
-	released := m.release(e, w, c)
-	if released == 0 {
+	n := m.release(e, w, c)
+	if n == 0 {
 		c.Complete(ChunkResult{Position: e.CommitLSN})
 		return
 	}
-	c.result = ChunkResult{Released: released, Position: e.CommitLSN}
-	m.waiting = append(m.waiting, c)
+	m.waiting = append(m.waiting, released{c, ChunkResult{Released: n, Position: e.CommitLSN}})
 }
 
 // release appends to m.out the chunk rows the window did not change.

@@ -122,7 +122,7 @@ func TestMergerWindow(t *testing.T) {
 	}
 	m.Ack(147)
 	select {
-	case <-c.done:
+	case <-c.doneChan():
 		t.Fatal("chunk complete before its position was acked")
 	default:
 	}

@@ -49,6 +49,9 @@ func ParseWatermark(content []byte) (Watermark, error) {
 	case w.Backfill == "" || w.Table == "" || w.Chunk < 1:
 		return Watermark{}, fmt.Errorf("parsing watermark: backfill, table and chunk (>= 1) are required")
 	}
+	if len(w.Key) == 0 {
+		w.Key = nil // "key":[] means no key, as a missing one does
+	}
 	return w, nil
 }
 
