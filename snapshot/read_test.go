@@ -1,14 +1,19 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/catalog"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
 )
 
@@ -139,4 +144,110 @@ func TestReadSnapshot(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 	pgtest.Exec(t, exporter, "COMMIT")
+}
+
+// The initial snapshot of issue 3: a slot created with an exported snapshot
+// while writers run; the snapshot's rows, then the slot's stream, applied
+// to a map, give exactly the tables.
+func TestInitialSnapshotUnderWriters(t *testing.T) {
+	ctx := testCtx(t)
+	dsn, conn := newDB(t)
+	pgtest.Exec(t, conn,
+		`CREATE TABLE acct (id int PRIMARY KEY, balance int NOT NULL)`,
+		`INSERT INTO acct SELECT g, 100 FROM generate_series(1, 2000) g`,
+		`CREATE TABLE note (k text PRIMARY KEY, body text)`,
+		`INSERT INTO note SELECT 'n' || g, 'first' FROM generate_series(1, 500) g`,
+		`CREATE PUBLICATION p FOR ALL TABLES`,
+	)
+	wctx, stopWriters := context.WithCancel(ctx)
+	var writers sync.WaitGroup
+	defer func() {
+		stopWriters()
+		writers.Wait()
+	}()
+	for w := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			wc, err := Connect(ctx, dsn)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer wc.Close(context.Background())
+			for i := 0; wctx.Err() == nil; i++ {
+				id := (i*7919+w*31)%2600 + 1
+				var err error
+				switch i % 4 {
+				case 0:
+					_, err = wc.Exec(wctx, `INSERT INTO acct VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET balance = acct.balance + 1`, id)
+				case 1:
+					_, err = wc.Exec(wctx, `UPDATE acct SET balance = balance - 1 WHERE id = $1`, id)
+				case 2:
+					_, err = wc.Exec(wctx, `DELETE FROM acct WHERE id = $1`, id)
+				default:
+					_, err = wc.Exec(wctx, `INSERT INTO note VALUES ('n' || $1::int, 'w') ON CONFLICT (k) DO UPDATE SET body = note.body || '+'`, id%700)
+				}
+				if err != nil && wctx.Err() == nil && !strings.Contains(err.Error(), "deadlock") {
+					t.Errorf("writer: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+
+	// CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT on a replication
+	// connection, which must stay idle while the snapshot is read.
+	repl, err := pgconn.Connect(ctx, dsn+" replication=database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repl.Close(context.Background())
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	slot, err := pglogrepl.CreateReplicationSlot(ctx, repl, db, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pgtest.Exec(t, pgtest.Connect(t, dsn), "SELECT pg_drop_replication_slot('"+db+"')") })
+	consistent, err := event.ParseLSN(slot.ConsistentPoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := newConsumer()
+	for _, name := range []string{"acct", "note"} {
+		tab, err := Describe(ctx, conn, nil, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.track(tab)
+	}
+	stats, err := ReadSnapshot(ctx, dsn, slot.SnapshotName, []string{"acct", "note"}, SnapshotOptions{Workers: 2, Position: consistent},
+		func(e *event.Event) error {
+			if e.LSN != consistent {
+				t.Errorf("read event at %s, want the consistent point %s", e.LSN, consistent)
+			}
+			c.apply(t, e)
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl.Close(ctx) // done with the snapshot: the slot may now be read
+
+	time.Sleep(200 * time.Millisecond) // writes after the snapshot, for the stream
+	stopWriters()
+	writers.Wait()
+	s := &testStream{t: t, conn: pgtest.Connect(t, dsn), slot: db, pub: "p", types: catalog.NewTypes(), rels: map[uint32]*event.Relation{}}
+	m := NewMerger()
+	drain(t, ctx, s, m, c)
+	for _, name := range []string{"acct", "note"} {
+		tab, _ := Describe(ctx, conn, nil, name)
+		c.check(t, ctx, conn, tab)
+	}
+	t.Logf("snapshot: %d rows at %s", stats.Rows, consistent)
 }

@@ -5,8 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
+		"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -54,7 +53,9 @@ type WalkerOptions struct {
 // LIMIT n), each chunk in its own short statement between a low and a high
 // watermark written with pg_logical_emit_message, and hands each chunk to
 // a ChunkSink. After each chunk is complete it stores the last key reached,
-// so a restarted Walker resumes mid-table. It owns one connection.
+// so a restarted Walker resumes mid-table. It owns one connection and is
+// not safe for concurrent use; run one Walker per table to walk several
+// tables at once, never two on the same table.
 type Walker struct {
 	dsn   string
 	sink  ChunkSink
@@ -105,7 +106,8 @@ func (w *Walker) Close(ctx context.Context) error {
 // so the Merger cannot tell which ones the window changed and releases them
 // all, and the chunk holds the whole table in memory.
 func (w *Walker) Backfill(ctx context.Context, table string) (Progress, error) {
-	if w.conn == nil {
+	// A cancelled statement closes the connection; a later call reconnects.
+	if w.conn == nil || w.conn.IsClosed() {
 		conn, err := Connect(ctx, w.dsn)
 		if err != nil {
 			return Progress{}, fmt.Errorf("backfilling %q: %w", table, err)
@@ -352,7 +354,7 @@ func decodeKey(raw json.RawMessage, n int) ([][]byte, error) {
 		return nil, fmt.Errorf("decoding stored key %s: %w", raw, err)
 	}
 	if len(s) != n {
-		return nil, errors.New("stored key " + string(raw) + " does not match the table's key (" + strconv.Itoa(n) + " columns): was the key changed?")
+		return nil, fmt.Errorf("stored key %s does not match the table's key of %d columns: was the key changed? Remove the table's progress to start over", raw, n)
 	}
 	key := make([][]byte, n)
 	for i := range s {
