@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
