@@ -57,6 +57,7 @@ func (t *Table) NoKey() error {
 // NotFoundError says a table does not exist (or is invisible on the search_path).
 type NotFoundError struct{ Table string }
 
+// Error names the table as it was looked up.
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("table %q does not exist (SQLSTATE 42P01)", e.Table)
 }
@@ -74,6 +75,7 @@ type PermissionError struct {
 	Grant string
 }
 
+// Error names the missing grant and the statement that adds it.
 func (e *PermissionError) Error() string {
 	return fmt.Sprintf("permission denied to read table %q: role %q lacks %s; run GRANT %s TO %s (SQLSTATE 42501)",
 		e.Table, e.Role, e.Grant, e.Grant, pgx.Identifier{e.Role}.Sanitize())
@@ -86,6 +88,7 @@ func (e *PermissionError) SQLState() string { return "42501" }
 // is read whole, in one snapshot, instead of in chunks.
 type NoKeyError struct{ Table string }
 
+// Error says what is missing and what happens instead.
 func (e *NoKeyError) Error() string {
 	return fmt.Sprintf("table %q has no primary key, replica identity index or unique index on NOT NULL columns: "+
 		"it cannot be read in chunks and is read whole in one snapshot instead (add a primary key to backfill it in chunks)", e.Table)

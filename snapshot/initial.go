@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgfeed/pgfeed/event"
@@ -69,7 +70,9 @@ type tableReader struct {
 	done func(t *Table, rows int64)
 }
 
-func (r *tableReader) run(ctx context.Context, names []string) (Stats, error) {
+func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err error) {
+	start := time.Now()
+	defer func() { stats.Elapsed = time.Since(start) }()
 	if r.types == nil {
 		r.types = catalog.NewTypes()
 	}
@@ -120,7 +123,7 @@ func (r *tableReader) run(ctx context.Context, names []string) (Stats, error) {
 	close(queue)
 
 	var mu sync.Mutex
-	stats := Stats{Tables: len(tables)}
+	stats.Tables = len(tables)
 	g, gctx := errgroup.WithContext(ctx)
 	for i, conn := range conns {
 		g.Go(func() error {
