@@ -56,6 +56,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("creating data folder: %w", err)
 	}
 	c := &Cluster{BinDir: bin, DataDir: dir}
+	// Record who owns the cluster, so that Reap can remove it if this
+	// process dies without cleaning up (a panicking test, a kill -9).
+	if err := os.WriteFile(dir+ownerSuffix, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("recording the cluster's owner: %w", err)
+	}
 	if os.Geteuid() == 0 {
 		c.osUser = "postgres"
 		if err := chownTo(dir, c.osUser); err != nil {
@@ -335,7 +341,36 @@ func (c *Cluster) Remove() error {
 			_ = c.Kill9()
 		}
 	}
+	os.Remove(c.DataDir + ownerSuffix)
 	return os.RemoveAll(c.DataDir)
+}
+
+// ownerSuffix names the file beside a data folder that holds the PID of
+// the process that started the cluster.
+const ownerSuffix = ".owner"
+
+// Reap stops and removes the throwaway clusters whose owning process is
+// gone. Tests call it before starting their own, so that a run that died
+// without cleaning up leaves no server behind for long.
+func Reap() {
+	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), "pgfeed-pg-*"+ownerSuffix))
+	for _, owner := range owners {
+		b, err := os.ReadFile(owner)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || syscall.Kill(pid, 0) == nil {
+			continue // still alive (or not ours to judge)
+		}
+		dir := strings.TrimSuffix(owner, ownerSuffix)
+		c := &Cluster{DataDir: dir}
+		if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+			_ = c.Kill9()
+		}
+		os.RemoveAll(dir)
+		os.Remove(owner)
+	}
 }
 
 func tail(path string, n int) string {

@@ -22,6 +22,7 @@ import (
 // cleanup runs before the process exits. A cluster that cannot start fails
 // the package: tests never skip for a missing server.
 func Main(m *testing.M, dst **pgcluster.Cluster, opts pgcluster.Options) int {
+	pgcluster.Reap()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	c, err := pgcluster.Start(ctx, opts)
 	cancel()
