@@ -54,6 +54,10 @@ func TestBadInput(t *testing.T) {
 		{"unknown format", []string{"stream", "--dsn", dsn, "--format", "xml"}, []string{`invalid --format "xml"`}},
 		{"drop missing slot", []string{"slot", "drop", "--dsn", dsn, "nosuch"}, []string{`"nosuch" does not exist`, "slot list"}},
 		{"unknown command", []string{"streem"}, []string{`unknown command "streem"`}},
+		{"backfill of a missing table", []string{"backfill", "--dsn", dsn, "nope"}, []string{`"public.nope" does not exist`}},
+		{"backfill of a table outside the publication", []string{"backfill", "--dsn", dsn, "--publication", "only_present", "outside"}, []string{"public.outside is not in publication", "ALTER PUBLICATION"}},
+		{"backfill without permission", []string{"backfill", "--dsn", base + " user=no_repl", "--publication", "only_present", "present"}, []string{"present", "SELECT"}},
+		{"snapshot of a missing table", []string{"snapshot", "--dsn", dsn, "public.nope"}, []string{`"public.nope" does not exist`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
