@@ -62,6 +62,9 @@ func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s.format: %w", k.Name, err)
 	}
+	if k.Format == encode.FormatAvro && (k.Type == config.SinkFile || k.Type == config.SinkStdout) {
+		return Sink{}, fmt.Errorf("sinks.%s.format: avro is binary, and %s sinks write one event per line: use json, wal2json, debezium or cloudevents", k.Name, k.Type)
+	}
 	var s sink.Sink
 	switch st := k.Settings.(type) {
 	case *config.StdoutSink:
