@@ -178,8 +178,13 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config) error {
 		return explainSQL(err, "reading publication")
 	}
 	var tables []tableName
-	if len(cfg.Tables) > 0 {
-		if tables, err = resolveTables(ctx, conn, cfg.Tables, cfg.Exclude); err != nil {
+	globs := cfg.Tables
+	if len(globs) == 0 && len(cfg.Filters) > 0 {
+		// A publication FOR ALL TABLES cannot filter rows: list the tables.
+		globs = []string{"*.*"}
+	}
+	if len(globs) > 0 {
+		if tables, err = resolveTables(ctx, conn, globs, cfg.Exclude); err != nil {
 			return err
 		}
 		if len(tables) == 0 {

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgfeed/pgfeed/internal/pgtest"
+)
+
+// slot create, list (with the WAL it retains) and drop.
+func TestSlotCommands(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "slots")
+	db := pgtest.Connect(t, dsn)
+	if code, out, stderr := runCLI(t, "slot", "create", "--dsn", dsn, "listed"); code != 0 || !strings.Contains(out, "created slot listed") {
+		t.Fatalf("create: %d %q %q", code, out, stderr)
+	}
+	code, _, stderr := runCLI(t, "slot", "create", "--dsn", dsn, "listed")
+	expectOneLineError(t, code, stderr, `"listed" already exists`)
+
+	pgtest.Exec(t, db, "CREATE TABLE t(x text)", "INSERT INTO t SELECT repeat('x', 1000) FROM generate_series(1, 2000)")
+	code, out, stderr := runCLI(t, "slot", "list", "--dsn", dsn, "--json")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var found bool
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var s SlotInfo
+		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.Name == "listed" {
+			found = true
+			if s.Plugin != "pgoutput" || s.Active || s.Database != "slots" || s.RetainedBytes < 1<<20 || s.ConfirmedLSN == "" {
+				t.Fatalf("slot as listed: %+v", s)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("slot missing from list: %s", out)
+	}
+	if code, out, _ := runCLI(t, "slot", "list", "--dsn", dsn); code != 0 || !strings.Contains(out, "RETAINED_WAL_BYTES") || !strings.Contains(out, "listed") {
+		t.Fatalf("table output: %s", out)
+	}
+	if code, out, stderr := runCLI(t, "slot", "drop", "--dsn", dsn, "listed"); code != 0 || !strings.Contains(out, "dropped slot listed") {
+		t.Fatalf("drop: %d %q %q", code, out, stderr)
+	}
+}
+
+// pgfeed demo starts its own PostgreSQL, prints live changes as JSON lines,
+// and stops cleanly on Ctrl-C, removing what it started.
+func TestDemo(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "demo.jsonl")
+	cmd, stderr := startProcess(t, out, "demo", "--rate", "20")
+	deadline := time.Now().Add(2 * time.Minute)
+	for lines(out) < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo printed %d lines; stderr: %s", lines(out), stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo after Ctrl-C: %v; stderr: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "removed") {
+		t.Errorf("the demo did not say it cleaned up: %s", stderr.String())
+	}
+	data, _ := os.ReadFile(out)
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e["table"] != "inventory" {
+			t.Fatalf("bad demo line %q", l)
+		}
+	}
+}
+
+func lines(path string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), "\n")
+}
