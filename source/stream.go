@@ -68,10 +68,13 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	closeMeta := func(err error) (*Stream, error) {
+		meta.Close(context.Background())
+		return nil, err
+	}
 	version, err := checkServer(ctx, meta)
 	if err != nil {
-		meta.Close(ctx)
-		return nil, err
+		return closeMeta(err)
 	}
 	if cfg.ProtocolVersion == 0 {
 		cfg.ProtocolVersion = 1
@@ -80,37 +83,30 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		}
 	}
 	if cfg.ProtocolVersion == 2 && version < 140000 {
-		meta.Close(ctx)
-		return nil, &UserError{Msg: fmt.Sprintf("pgoutput protocol version 2 needs PostgreSQL 14 or later (server is %d)", version)}
+		return closeMeta(&UserError{Msg: fmt.Sprintf("pgoutput protocol version 2 needs PostgreSQL 14 or later (server is %d)", version)})
 	}
 	if err := ensurePublication(ctx, meta, &cfg); err != nil {
-		meta.Close(ctx)
-		return nil, err
+		return closeMeta(err)
 	}
 	slot, err := readSlot(ctx, meta, cfg.Slot)
 	if err != nil {
-		meta.Close(ctx)
-		return nil, err
+		return closeMeta(err)
 	}
 	if slot.exists {
 		if err := checkSlot(slot, cfg.Slot, meta.Config().Database); err != nil {
-			meta.Close(ctx)
-			return nil, err
+			return closeMeta(err)
 		}
 	} else if !cfg.Create {
-		meta.Close(ctx)
-		return nil, &UserError{Msg: fmt.Sprintf("replication slot %q does not exist: pass --create, or run pgfeed slot create %s", cfg.Slot, cfg.Slot)}
+		return closeMeta(&UserError{Msg: fmt.Sprintf("replication slot %q does not exist: pass --create, or run pgfeed slot create %s", cfg.Slot, cfg.Slot)})
 	}
 
 	repl, err := connectReplication(ctx, cfg.DSN)
 	if err != nil {
-		meta.Close(ctx)
-		return nil, err
+		return closeMeta(err)
 	}
 	fail := func(err error) (*Stream, error) {
 		repl.Close(context.Background())
-		meta.Close(context.Background())
-		return nil, err
+		return closeMeta(err)
 	}
 	start := slot.confirmed
 	var snap *initialSnapshot
