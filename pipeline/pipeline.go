@@ -59,7 +59,70 @@ type Pipeline struct {
 	// Backoff bounds the wait between reconnects (defaults 100ms to 10s).
 	MinBackoff, MaxBackoff time.Duration
 
-	stats sync.Map // sink name → *SinkStats
+	stats   sync.Map // sink name → *SinkStats
+	sources sync.Map // source name → *sourceRun, while running
+}
+
+// SourceStatus is the state of one source.
+type SourceStatus struct {
+	Name         string    `json:"name"`
+	Streaming    bool      `json:"streaming"` // a stream is open (false while reconnecting)
+	Confirmed    event.LSN `json:"confirmed_lsn"`
+	ServerWALEnd event.LSN `json:"server_wal_end"`
+	Events       uint64    `json:"events"`
+	Reconnects   uint64    `json:"reconnects"`
+	LastError    string    `json:"last_error,omitempty"`
+}
+
+// SinkStatus is the state of one sink.
+type SinkStatus struct {
+	Name           string    `json:"name"`
+	Events         uint64    `json:"events"`
+	Batches        uint64    `json:"batches"`
+	Bytes          uint64    `json:"bytes"`
+	Durable        event.LSN `json:"durable_lsn"`
+	QueuedBytes    int64     `json:"queued_bytes"`
+	MaxQueuedBytes int64     `json:"max_queued_bytes"`
+	WriteErrors    uint64    `json:"write_errors"`
+}
+
+// Status is a point-in-time view of the pipeline, for the admin API.
+type Status struct {
+	Sources []SourceStatus `json:"sources"`
+	Sinks   []SinkStatus   `json:"sinks"`
+}
+
+// Status returns the state of every source and sink. It is safe to call
+// while Run runs.
+func (p *Pipeline) Status() Status {
+	var st Status
+	for _, src := range p.Sources {
+		ss := SourceStatus{Name: src.Name}
+		if v, ok := p.sources.Load(src.Name); ok {
+			r := v.(*sourceRun)
+			r.mu.Lock()
+			if r.stream != nil {
+				stats := r.stream.Stats()
+				ss.Streaming, ss.Confirmed, ss.ServerWALEnd = true, stats.Confirmed, stats.ServerWALEnd
+			}
+			ss.Events = r.events
+			ss.Reconnects = r.reconnects
+			if r.lastErr != nil {
+				ss.LastError = r.lastErr.Error()
+			}
+			r.mu.Unlock()
+		}
+		st.Sources = append(st.Sources, ss)
+	}
+	for _, k := range p.Sinks {
+		s := p.sinkStats(k.Name)
+		st.Sinks = append(st.Sinks, SinkStatus{
+			Name: k.Name, Events: s.Events.Load(), Batches: s.Batches.Load(), Bytes: s.Bytes.Load(),
+			Durable: event.LSN(s.Durable.Load()), QueuedBytes: s.QueuedBytes.Load(), MaxQueuedBytes: s.MaxQueuedBytes.Load(),
+			WriteErrors: s.WriteErrors.Load(),
+		})
+	}
+	return st
 }
 
 // SinkStats are a sink's counters, safe to read while the pipeline runs.

@@ -31,6 +31,9 @@ type sourceRun struct {
 	// skipped) on the current stream: acks never go past it, so an ack is
 	// always of a position the stream delivered.
 	seenCommit event.LSN
+	// Counters for Status, under mu.
+	events, reconnects uint64
+	lastErr            error
 	// snapshotAt is the consistent point of an initial snapshot not yet
 	// durable in every sink; zero when there is none.
 	snapshotAt event.LSN
@@ -38,6 +41,7 @@ type sourceRun struct {
 
 func (p *Pipeline) runSource(ctx context.Context, src *Source, sinks []*Sink) error {
 	r := &sourceRun{p: p, src: src}
+	p.sources.Store(src.Name, r)
 	for _, k := range sinks {
 		w, err := newWorker(r, k)
 		if err != nil {
@@ -110,6 +114,7 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 			if !started && errors.As(err, &ue) {
 				return fmt.Errorf("source %s: %w", r.src.Name, err)
 			}
+			r.noteError(err)
 			log.Warn("cannot open stream; retrying", "err", err, "in", backoff)
 			if !sleep(ctx, backoff) {
 				return nil
@@ -141,6 +146,7 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 		r.stream = nil
 		r.mu.Unlock()
 		_ = s.Close()
+		r.noteError(err)
 		log.Warn("stream interrupted; reconnecting", "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
 			return nil
@@ -176,11 +182,12 @@ func (r *sourceRun) fanOut(ctx context.Context, s *source.Stream) error {
 		for _, w := range r.workers {
 			w.add(e)
 		}
+		r.mu.Lock()
+		r.events++
 		if complete {
-			r.mu.Lock()
 			r.seenCommit = e.CommitLSN
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 		// Hand over partial batches when the stream has nothing more at
 		// hand: low latency when idle, big batches under load.
 		r.flushAll(s.Buffered() == 0)
@@ -191,6 +198,13 @@ func (r *sourceRun) flushAll(idle bool) {
 	for _, w := range r.workers {
 		w.flush(idle)
 	}
+}
+
+func (r *sourceRun) noteError(err error) {
+	r.mu.Lock()
+	r.lastErr = err
+	r.reconnects++
+	r.mu.Unlock()
 }
 
 // durable is called by a worker after its sink made lsn durable.
