@@ -99,38 +99,36 @@ func checkSlotName(name string) error {
 }
 
 func newSlotCreateCmd(e *env) *cobra.Command {
-	var conn connFlags
-	c := &cobra.Command{
-		Use:   "create NAME",
-		Short: "Create a logical replication slot with the pgoutput plugin",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkSlotName(args[0]); err != nil {
-				return err
-			}
-			db, err := source.Connect(cmd.Context(), conn.resolve(e))
-			if err != nil {
-				return err
-			}
-			defer db.Close(context.Background())
+	return slotNameCmd(e, "create NAME", "Create a logical replication slot with the pgoutput plugin",
+		func(ctx context.Context, db *pgx.Conn, name string) error {
 			var lsn string
-			err = db.QueryRow(cmd.Context(), "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", args[0]).Scan(&lsn)
+			err := db.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", name).Scan(&lsn)
 			if err != nil {
-				return slotError(err, "creating slot "+args[0])
+				return slotError(err, "creating slot "+name)
 			}
-			fmt.Fprintf(e.stdout, "created slot %s at %s\n", args[0], lsn)
+			fmt.Fprintf(e.stdout, "created slot %s at %s\n", name, lsn)
 			return nil
-		},
-	}
-	conn.register(c)
-	return c
+		})
 }
 
 func newSlotDropCmd(e *env) *cobra.Command {
+	return slotNameCmd(e, "drop NAME", "Drop a replication slot, letting PostgreSQL recycle the WAL it retained",
+		func(ctx context.Context, db *pgx.Conn, name string) error {
+			if _, err := db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
+				return slotError(err, "dropping slot "+name)
+			}
+			fmt.Fprintf(e.stdout, "dropped slot %s\n", name)
+			return nil
+		})
+}
+
+// slotNameCmd is a command on one named slot: it checks the name and
+// connects before calling run.
+func slotNameCmd(e *env, use, short string, run func(ctx context.Context, db *pgx.Conn, name string) error) *cobra.Command {
 	var conn connFlags
 	c := &cobra.Command{
-		Use:   "drop NAME",
-		Short: "Drop a replication slot, letting PostgreSQL recycle the WAL it retained",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkSlotName(args[0]); err != nil {
@@ -141,11 +139,7 @@ func newSlotDropCmd(e *env) *cobra.Command {
 				return err
 			}
 			defer db.Close(context.Background())
-			if _, err := db.Exec(cmd.Context(), "SELECT pg_drop_replication_slot($1)", args[0]); err != nil {
-				return slotError(err, "dropping slot "+args[0])
-			}
-			fmt.Fprintf(e.stdout, "dropped slot %s\n", args[0])
-			return nil
+			return run(cmd.Context(), db, args[0])
 		},
 	}
 	conn.register(c)
