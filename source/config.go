@@ -81,6 +81,14 @@ type Config struct {
 // same so that no quoting is ever needed.
 var namePattern = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
+// CheckSlotName reports whether a slot name is one Postgres accepts.
+func CheckSlotName(name string) error {
+	if !namePattern.MatchString(name) {
+		return &UserError{Msg: fmt.Sprintf("invalid slot name %q: use lower-case letters, digits and underscores (at most 63)", name)}
+	}
+	return nil
+}
+
 func (c *Config) withDefaults() (Config, error) {
 	cfg := *c
 	if cfg.Slot == "" {
@@ -89,8 +97,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Publication == "" {
 		cfg.Publication = "pgfeed"
 	}
-	if !namePattern.MatchString(cfg.Slot) {
-		return cfg, &UserError{Msg: fmt.Sprintf("invalid slot name %q: use lower-case letters, digits and underscores (at most 63)", cfg.Slot)}
+	if err := CheckSlotName(cfg.Slot); err != nil {
+		return cfg, err
 	}
 	if !namePattern.MatchString(cfg.Publication) {
 		return cfg, &UserError{Msg: fmt.Sprintf("invalid publication name %q: use lower-case letters, digits and underscores (at most 63)", cfg.Publication)}

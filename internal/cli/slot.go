@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
@@ -89,15 +88,6 @@ func listSlots(ctx context.Context, db *pgx.Conn) ([]SlotInfo, error) {
 	})
 }
 
-var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
-
-func checkSlotName(name string) error {
-	if !slotName.MatchString(name) {
-		return fmt.Errorf("invalid slot name %q: use lower-case letters, digits and underscores (at most 63)", name)
-	}
-	return nil
-}
-
 func newSlotCreateCmd(e *env) *cobra.Command {
 	return slotNameCmd(e, "create NAME", "Create a logical replication slot with the pgoutput plugin",
 		func(ctx context.Context, db *pgx.Conn, name string) error {
@@ -131,7 +121,7 @@ func slotNameCmd(e *env, use, short string, run func(ctx context.Context, db *pg
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkSlotName(args[0]); err != nil {
+			if err := source.CheckSlotName(args[0]); err != nil {
 				return err
 			}
 			db, err := source.Connect(cmd.Context(), conn.resolve(e))
