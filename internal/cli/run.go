@@ -2,17 +2,24 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 
 	"github.com/pgfeed/pgfeed/checkpoint"
 	"github.com/pgfeed/pgfeed/config"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/pipeline"
+	"github.com/pgfeed/pgfeed/server"
 	"github.com/pgfeed/pgfeed/source"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 )
 
 func newRunCmd(e *env) *cobra.Command {
@@ -93,6 +100,17 @@ func newLogger(e *env, l config.Log) *slog.Logger {
 
 func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay, endpos event.LSN) error {
 	log := newLogger(e, cfg.Log)
+	// The port is taken first: a second pgfeed started with the same file
+	// fails here with one clear line, before it waits on the checkpoint
+	// store's lock or touches a slot.
+	var ln net.Listener
+	if cfg.HTTP.Listen != "" {
+		var err error
+		if ln, err = listenHTTP(cfg.HTTP.Listen); err != nil {
+			return err
+		}
+		defer ln.Close() // for the early returns; Shutdown closes it otherwise
+	}
 	if dir := filepath.Dir(cfg.Checkpoint); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
@@ -116,11 +134,87 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay, en
 		p.Sources[i].Stream.EndLSN = endpos
 	}
 	log.Info("pgfeed run starting", "sources", len(p.Sources), "sinks", len(p.Sinks), "checkpoint", cfg.Checkpoint)
-	if err := p.Run(ctx); err != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	stopHTTP := func() {}
+	if ln != nil {
+		if stopHTTP, err = serveAdmin(g, ln, p.Status, log); err != nil {
+			p.CloseSinks()
+			return err
+		}
+	}
+	g.Go(func() error {
+		// The admin API outlives the pipeline's drain, so /status shows the
+		// sources stopping; it goes once the pipeline has stopped.
+		defer stopHTTP()
+		return p.Run(gctx)
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	log.Info("pgfeed run stopped cleanly")
 	return nil
+}
+
+// httpShutdownTimeout bounds how long a stopping pgfeed waits for admin
+// requests in flight (a slow scrape) before closing their connections.
+const httpShutdownTimeout = 5 * time.Second
+
+// listenHTTP takes the [http] listen address, turning the usual failures
+// into one line that names the setting.
+func listenHTTP(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	// The innermost error is the system's own words ("address already in
+	// use", "permission denied"); the layers above repeat the address.
+	cause := err
+	var sysErr *os.SyscallError
+	if errors.As(err, &sysErr) {
+		cause = sysErr.Err
+	}
+	msg := fmt.Sprintf("http.listen %s: %v", addr, cause)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		msg += " (another process serves that port: stop it or change [http] listen)"
+	}
+	return nil, &source.UserError{Msg: msg, Err: err}
+}
+
+// serveAdmin serves the admin API on ln in g and returns the function that
+// shuts it down gracefully. A server that fails while the pipeline runs
+// fails the run: monitoring that silently went away is worse than a
+// restart.
+func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Status, log *slog.Logger) (stop func(), err error) {
+	h, err := server.NewAdmin(status, server.AdminOptions{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{
+		Handler: h,
+		// Every answer is small and computed at once; the timeouts only
+		// keep slow or idle clients from holding connections.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving http on %s: %w", addr, err)
+		}
+		return nil
+	})
+	log.Info("http admin API listening", "addr", addr, "endpoints", "/health /status /stats /metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Warn("http admin API: shutting down", "err", err)
+			srv.Close()
+		}
+	}, nil
 }
 
 // rewind moves the checkpoints of the replayed sinks back before rp.from,
