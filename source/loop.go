@@ -115,9 +115,27 @@ func (l *loop) close() {
 		if l.streaming {
 			_ = l.sendStatus(false)
 		}
+		walsender := l.repl.PID()
 		l.repl.Close(cctx)
+		l.awaitSlotReleased(cctx, walsender)
 	}
 	l.meta.Close(cctx)
+}
+
+// awaitSlotReleased waits until the server's walsender has let go of the
+// slot: it exits a moment after the connection closes, and until then a
+// new stream on the slot (a restart right after Close) would find it
+// active.
+func (l *loop) awaitSlotReleased(ctx context.Context, walsender uint32) {
+	for ctx.Err() == nil && !l.meta.IsClosed() {
+		var active bool
+		err := l.meta.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $2)",
+			l.s.cfg.Slot, int64(walsender)).Scan(&active)
+		if err != nil || !active {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (l *loop) handleCopyData(ctx context.Context, data []byte) error {

@@ -62,10 +62,17 @@ func Exec(t testing.TB, conn *pgx.Conn, sql ...string) {
 }
 
 // CreateDB creates a fresh database for one test and returns its DSN, so
-// that tests sharing a cluster do not see each other's tables.
+// that tests sharing a cluster do not see each other's tables. A database
+// of that name left by an earlier run of the test (go test -count=N) is
+// dropped first, with its replication slots.
 func CreateDB(t testing.TB, c *pgcluster.Cluster, name string) string {
 	t.Helper()
 	conn := Connect(t, c.DSN(""))
-	Exec(t, conn, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1", name); err != nil {
+		t.Fatalf("dropping the slots of database %s: %v", name, err)
+	}
+	Exec(t, conn, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)",
+		"CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	return c.DSN(name)
 }
