@@ -49,6 +49,9 @@ type Config struct {
 	// ProtocolVersion of pgoutput: 1, or 2 with streaming of large
 	// in-progress transactions. Zero picks 2 on PostgreSQL 14 and later.
 	ProtocolVersion int
+	// SlotWait is how long Open waits for a slot that another connection
+	// holds to be released, before failing (default 3s; negative: not at all).
+	SlotWait time.Duration
 	// StatusInterval is how often the confirmed position is reported to the
 	// server (default 1s).
 	StatusInterval time.Duration
@@ -105,6 +108,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.ProtocolVersion != 0 && cfg.ProtocolVersion != 1 && cfg.ProtocolVersion != 2 {
 		return cfg, &UserError{Msg: fmt.Sprintf("invalid protocol version %d: pgoutput versions 1 and 2 are supported", cfg.ProtocolVersion)}
+	}
+	if cfg.SlotWait == 0 {
+		cfg.SlotWait = 3 * time.Second
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = time.Second

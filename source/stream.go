@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/pgfeed/pgfeed/event"
@@ -91,6 +92,19 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	slot, err := readSlot(ctx, meta, cfg.Slot)
 	if err != nil {
 		return closeMeta(err)
+	}
+	// A consumer that just died (kill -9, a lost network) leaves its
+	// walsender holding the slot until the server notices: a restart right
+	// away waits a moment for it rather than failing.
+	for deadline := time.Now().Add(cfg.SlotWait); slot.exists && slot.active && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return closeMeta(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if slot, err = readSlot(ctx, meta, cfg.Slot); err != nil {
+			return closeMeta(err)
+		}
 	}
 	if slot.exists {
 		if err := checkSlot(slot, cfg.Slot, meta.Config().Database); err != nil {
