@@ -96,9 +96,10 @@ type Status struct {
 // while Run runs.
 func (p *Pipeline) Status() Status {
 	var st Status
-	for _, src := range p.Sources {
-		ss := SourceStatus{Name: src.Name}
-		if v, ok := p.sources.Load(src.Name); ok {
+	for i := range p.Sources {
+		name := p.Sources[i].Name
+		ss := SourceStatus{Name: name}
+		if v, ok := p.sources.Load(name); ok {
 			r := v.(*sourceRun)
 			r.mu.Lock()
 			if r.stream != nil {
@@ -114,10 +115,11 @@ func (p *Pipeline) Status() Status {
 		}
 		st.Sources = append(st.Sources, ss)
 	}
-	for _, k := range p.Sinks {
-		s := p.sinkStats(k.Name)
+	for i := range p.Sinks {
+		name := p.Sinks[i].Name
+		s := p.sinkStats(name)
 		st.Sinks = append(st.Sinks, SinkStatus{
-			Name: k.Name, Events: s.Events.Load(), Batches: s.Batches.Load(), Bytes: s.Bytes.Load(),
+			Name: name, Events: s.Events.Load(), Batches: s.Batches.Load(), Bytes: s.Bytes.Load(),
 			Durable: event.LSN(s.Durable.Load()), QueuedBytes: s.QueuedBytes.Load(), MaxQueuedBytes: s.MaxQueuedBytes.Load(),
 			WriteErrors: s.WriteErrors.Load(),
 		})
@@ -182,6 +184,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	if p.MaxBackoff <= 0 {
 		p.MaxBackoff = 10 * time.Second
+	}
+	// Defaults are set here, before any goroutine starts: Status reads the
+	// sinks while the pipeline runs.
+	for i := range p.Sinks {
+		k := &p.Sinks[i]
+		if k.MaxBatch <= 0 {
+			k.MaxBatch = 2000
+		}
+		if k.MaxBatchBytes <= 0 {
+			k.MaxBatchBytes = 4 << 20
+		}
+		if k.QueueBatches <= 0 {
+			k.QueueBatches = 4
+		}
 	}
 	errs := make(chan error, len(p.Sources))
 	for i := range p.Sources {

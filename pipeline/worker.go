@@ -28,15 +28,6 @@ type worker struct {
 }
 
 func newWorker(r *sourceRun, k *Sink) (*worker, error) {
-	if k.MaxBatch <= 0 {
-		k.MaxBatch = 2000
-	}
-	if k.MaxBatchBytes <= 0 {
-		k.MaxBatchBytes = 4 << 20
-	}
-	if k.QueueBatches <= 0 {
-		k.QueueBatches = 4
-	}
 	pos, _, err := r.p.Store.Position(r.src.Name, k.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint of sink %s: %w", k.Name, err)

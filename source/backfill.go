@@ -79,6 +79,7 @@ func (b *backfiller) resume() error {
 func (b *backfiller) request(tables []string) {
 	b.mu.Lock()
 	for _, t := range tables {
+		t = normalizeGlob(t) // progress is kept under "schema.table"
 		if slices.Contains(b.queue, t) {
 			continue
 		}
