@@ -25,6 +25,7 @@ func ExampleMerger() {
 	}
 
 	m := snapshot.NewMerger()
+	m.Expect("b1") // NewWalker registers its run this way
 	// What a Walker would have read between the watermarks.
 	chunk := &snapshot.Chunk{Backfill: "b1", No: 1, Table: &snapshot.Table{Rel: rel, Key: []int{0}},
 		Rows: []event.Row{{text("1"), text("old")}, {text("2"), text("old")}}}

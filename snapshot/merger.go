@@ -103,6 +103,11 @@ type Merger struct {
 	// the order they were released, which is stream order.
 	waiting []released
 	out     []*event.Event
+	// runs are the backfill runs (Walker IDs) of this process. Watermarks of
+	// other runs are ones a stopped process left in the WAL: a restarted
+	// stream replays them, and they must neither cancel the chunks of a live
+	// run nor open windows that no high watermark will ever close.
+	runs map[string]bool
 }
 
 type released struct {
@@ -124,7 +129,16 @@ type window struct {
 
 // NewMerger returns an empty Merger.
 func NewMerger() *Merger {
-	return &Merger{windows: map[tableName]*window{}, chunks: map[chunkRef]*Chunk{}}
+	return &Merger{windows: map[tableName]*window{}, chunks: map[chunkRef]*Chunk{}, runs: map[string]bool{}}
+}
+
+// Expect registers a backfill run before it writes its first watermark, so
+// that the Merger heeds the run's watermarks. NewWalker calls it when its
+// ChunkSink is a *Merger; AddChunk registers the run too.
+func (m *Merger) Expect(backfill string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.runs[backfill] = true
 }
 
 // AddChunk hands the Merger a chunk. A Walker calls it after reading the
@@ -133,6 +147,7 @@ func NewMerger() *Merger {
 func (m *Merger) AddChunk(c *Chunk) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.runs[c.Backfill] = true
 	m.chunks[c.ref()] = c
 	return nil
 }
@@ -178,6 +193,9 @@ func (m *Merger) Ack(pos event.LSN) {
 
 func (m *Merger) watermark(e *event.Event, wm Watermark) {
 	ref := wm.ref()
+	if !m.runs[ref.backfill] {
+		return // a watermark of a run that is gone, replayed from the WAL
+	}
 	if wm.Kind == WatermarkLow {
 		// One walker reads a table one chunk at a time, so a new low
 		// watermark supersedes any window, and any chunk, that a stopped

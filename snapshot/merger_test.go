@@ -75,6 +75,7 @@ func observeAll(m *Merger, evs ...*event.Event) []*event.Event {
 
 func TestMergerWindow(t *testing.T) {
 	m := NewMerger()
+	m.Expect("b1") // the run is live: its walker registered it
 	c := newChunk("b1", testTable, 1, []event.Row{row(1, "a"), row(2, "a"), row(3, "a"), row(4, "a"), row(5, "a"), row(7, "a")})
 	low := watermark("b1", 1, WatermarkLow, 100)
 	out := observeAll(m, low,
@@ -136,6 +137,7 @@ func TestMergerWindow(t *testing.T) {
 func TestMergerEdges(t *testing.T) {
 	t.Run("truncate in the window releases nothing", func(t *testing.T) {
 		m := NewMerger()
+		m.Expect("b") // the run is live: its walker registered it
 		c := newChunk("b", testTable, 1, []event.Row{row(1, "a")})
 		m.AddChunk(c)
 		tr := &event.Event{Op: event.OpTruncate, Schema: "public", Table: "t", Rel: testRel}
@@ -149,6 +151,7 @@ func TestMergerEdges(t *testing.T) {
 	})
 	t.Run("a change without the key forces a retry", func(t *testing.T) {
 		m := NewMerger()
+		m.Expect("b") // the run is live: its walker registered it
 		c := newChunk("b", testTable, 1, []event.Row{row(1, "a")})
 		m.AddChunk(c)
 		out := observeAll(m, watermark("b", 1, WatermarkLow, 1), change(event.OpDelete, 2, nil, nil), watermark("b", 1, WatermarkHigh, 3))
@@ -161,6 +164,7 @@ func TestMergerEdges(t *testing.T) {
 	})
 	t.Run("a window not seen from its low watermark forces a retry", func(t *testing.T) {
 		m := NewMerger()
+		m.Expect("b") // the run is live: its walker registered it
 		c := newChunk("b", testTable, 1, []event.Row{row(1, "a")})
 		m.AddChunk(c)
 		if out := observeAll(m, watermark("b", 1, WatermarkHigh, 3)); len(out) != 0 {
@@ -192,8 +196,27 @@ func TestMergerEdges(t *testing.T) {
 			t.Fatalf("left behind: %d windows, %d chunks", len(m.windows), len(m.chunks))
 		}
 	})
+	t.Run("watermarks of a dead run, replayed from the WAL, leave a live run alone", func(t *testing.T) {
+		m := NewMerger()
+		m.Expect("live")
+		live := newChunk("live", testTable, 1, []event.Row{row(1, "a")})
+		m.AddChunk(live) // the stream replays old WAL: it runs behind the live walker
+		out := observeAll(m, watermark("dead", 7, WatermarkLow, 1), change(event.OpUpdate, 2, nil, row(5, "x")),
+			watermark("live", 1, WatermarkLow, 3), watermark("live", 1, WatermarkHigh, 4))
+		m.Ack(4 + 8) // the high watermark's commit position
+		if res, _ := live.Wait(context.Background()); res.Retry || res.Released != 1 {
+			t.Fatalf("live chunk result %+v: a dead run's watermark interfered", res)
+		}
+		if len(out) != 2 || out[0].Op != event.OpUpdate || out[1].Op != event.OpRead {
+			t.Fatalf("out %v", out)
+		}
+		if len(m.windows) != 0 {
+			t.Fatalf("a dead run left %d windows open", len(m.windows))
+		}
+	})
 	t.Run("other messages and tables pass through", func(t *testing.T) {
 		m := NewMerger()
+		m.Expect("b") // the run is live: its walker registered it
 		m.AddChunk(newChunk("b", testTable, 1, []event.Row{row(1, "a")}))
 		bad := &event.Event{Op: event.OpMessage, Message: &event.Message{Prefix: WatermarkPrefix, Content: []byte("{")}}
 		other := &event.Event{Op: event.OpMessage, Message: &event.Message{Prefix: "app", Content: []byte("x")}}
@@ -205,6 +228,7 @@ func TestMergerEdges(t *testing.T) {
 	})
 	t.Run("key columns found by name in the stream's relation", func(t *testing.T) {
 		m := NewMerger()
+		m.Expect("b") // the run is live: its walker registered it
 		c := newChunk("b", testTable, 1, []event.Row{row(1, "a"), row(2, "a")})
 		m.AddChunk(c)
 		swapped := &event.Relation{Schema: "public", Table: "t", Columns: []event.Column{{Name: "v"}, {Name: "id", Key: true}}}
@@ -289,6 +313,7 @@ func mergeSimulation(t *testing.T, seed uint64) {
 		}
 	}
 	m := NewMerger()
+	m.Expect("sim") // the run is live: its walker registered it
 	got := state{}
 	stream := func() {
 		for _, e := range pending {

@@ -2,15 +2,18 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/catalog"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
@@ -61,9 +64,19 @@ func (s *testStream) reopen(dsn string) *testStream {
 // changes), calls deliver for every event and commit after every
 // transaction, then, when advance is set, confirms the batch to the slot.
 // It returns the number of changes read.
+// peekChanges reads what a slot holds, without confirming it.
+const peekChanges = `SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2,
+	'proto_version', '1', 'publication_names', $3, 'messages', 'true')`
+
 func (s *testStream) poll(ctx context.Context, max int, advance bool, deliver func(*event.Event), commit func(event.LSN)) (int, error) {
-	rows, err := s.conn.Query(ctx, `SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2,
-		'proto_version', '1', 'publication_names', $3, 'messages', 'true')`, s.slot, max, s.pub)
+	rows, err := s.conn.Query(ctx, peekChanges, s.slot, max, s.pub)
+	var pgErr *pgconn.PgError
+	for deadline := time.Now().Add(10 * time.Second); errors.As(err, &pgErr) && pgErr.Code == "55006" && time.Now().Before(deadline); {
+		// The backend of a poll cancelled on another connection may hold the
+		// slot a moment longer.
+		time.Sleep(20 * time.Millisecond)
+		rows, err = s.conn.Query(ctx, peekChanges, s.slot, max, s.pub)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -81,7 +81,11 @@ func NewWalker(dsn string, sink ChunkSink, opts WalkerOptions) *Walker {
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return &Walker{dsn: dsn, sink: sink, opts: opts, id: hex.EncodeToString(b[:])}
+	id := hex.EncodeToString(b[:])
+	if e, ok := sink.(interface{ Expect(string) }); ok {
+		e.Expect(id) // before the first low watermark, which the stream may see before the chunk
+	}
+	return &Walker{dsn: dsn, sink: sink, opts: opts, id: id}
 }
 
 // ID identifies this Walker's run in its watermarks.
