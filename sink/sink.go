@@ -4,7 +4,9 @@
 package sink
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -28,4 +30,16 @@ type Record struct {
 type Sink interface {
 	Write(ctx context.Context, batch []Record) error
 	Close() error
+}
+
+// CheckLines refuses a batch with a value that would not be one line: sinks
+// that frame records by newlines (stdout, file) call it before writing
+// anything, so that a broken value cannot corrupt the framing for readers.
+func CheckLines(batch []Record) error {
+	for i := range batch {
+		if bytes.IndexByte(batch[i].Value, '\n') >= 0 {
+			return fmt.Errorf("value of record %d of the batch (topic %q) contains a newline; line-based sinks need one-line values (a compact encoder)", i, batch[i].Topic)
+		}
+	}
+	return nil
 }

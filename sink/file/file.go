@@ -271,7 +271,7 @@ func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("writing to file sink: %w", err)
 	}
-	if err := checkLines(batch); err != nil {
+	if err := sink.CheckLines(batch); err != nil {
 		return fmt.Errorf("writing to file sink: %w", err)
 	}
 	if len(batch) == 0 {
@@ -403,16 +403,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("syncing folder %q: %w", dir, err)
-	}
-	return nil
-}
-
-// checkLines refuses values that would not be one line each.
-func checkLines(batch []sink.Record) error {
-	for i := range batch {
-		if bytes.IndexByte(batch[i].Value, '\n') >= 0 {
-			return fmt.Errorf("value of record %d of the batch (topic %q) contains a newline; line-based sinks need one-line values (a compact encoder)", i, batch[i].Topic)
-		}
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package stdout
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +68,7 @@ func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("writing to stdout sink: %w", err)
 	}
-	if err := checkLines(batch); err != nil {
+	if err := sink.CheckLines(batch); err != nil {
 		return fmt.Errorf("writing to stdout sink: %w", err)
 	}
 	for i := range batch {
@@ -103,16 +102,6 @@ func (s *Sink) Close() error {
 	}
 	if err := s.bw.Flush(); err != nil {
 		return fmt.Errorf("flushing stdout sink: %w", err)
-	}
-	return nil
-}
-
-// checkLines refuses values that would not be one line each.
-func checkLines(batch []sink.Record) error {
-	for i := range batch {
-		if bytes.IndexByte(batch[i].Value, '\n') >= 0 {
-			return fmt.Errorf("value of record %d of the batch (topic %q) contains a newline; line-based sinks need one-line values (a compact encoder)", i, batch[i].Topic)
-		}
 	}
 	return nil
 }
