@@ -44,48 +44,49 @@ func parseDate(b []byte) (int32, bool) {
 // 04:56:29.368123") and returns microseconds since 1970-01-01 00:00:00, as
 // if the wall-clock time were UTC.
 func parseTimestamp(b []byte) (int64, bool) {
-	switch string(b) {
-	case "infinity":
-		return timestampInfinity, true
-	case "-infinity":
-		return timestampNegInfinity, true
+	micros, rest, inf, ok := parseDateTime(b)
+	if inf || !ok {
+		return micros, ok
 	}
-	b, bc := cutBC(b)
-	days, rest, ok := parseYMD(b, bc)
-	if !ok || len(rest) < 1 || rest[0] != ' ' {
-		return 0, false
-	}
-	tod, rest, ok := parseClock(rest[1:])
-	if !ok || len(rest) != 0 {
-		return 0, false
-	}
-	return days*microsPerDay + tod, true
+	return micros, len(rest) == 0
 }
 
 // parseTimestamptz reads a timestamp with time zone ("2026-11-23
 // 04:56:29.368123+00", offsets like "+05:30" or "-03:00:00" too) and
 // returns microseconds since the Unix epoch.
 func parseTimestamptz(b []byte) (int64, bool) {
-	switch string(b) {
-	case "infinity":
-		return timestampInfinity, true
-	case "-infinity":
-		return timestampNegInfinity, true
-	}
-	b, bc := cutBC(b)
-	days, rest, ok := parseYMD(b, bc)
-	if !ok || len(rest) < 1 || rest[0] != ' ' {
-		return 0, false
-	}
-	tod, rest, ok := parseClock(rest[1:])
-	if !ok {
-		return 0, false
+	micros, rest, inf, ok := parseDateTime(b)
+	if inf || !ok {
+		return micros, ok
 	}
 	off, ok := parseOffset(rest)
 	if !ok {
 		return 0, false
 	}
-	return days*microsPerDay + tod - off*microsPerSecond, true
+	return micros - off*microsPerSecond, true
+}
+
+// parseDateTime reads the date and clock that both timestamp types start
+// with, returning microseconds since 1970-01-01 of the wall-clock time and
+// what follows it. The infinities come back as their stored extremes, with
+// inf set and nothing to follow.
+func parseDateTime(b []byte) (micros int64, rest []byte, inf, ok bool) {
+	switch string(b) {
+	case "infinity":
+		return timestampInfinity, nil, true, true
+	case "-infinity":
+		return timestampNegInfinity, nil, true, true
+	}
+	b, bc := cutBC(b)
+	days, rest, ok := parseYMD(b, bc)
+	if !ok || len(rest) < 1 || rest[0] != ' ' {
+		return 0, nil, false, false
+	}
+	tod, rest, ok := parseClock(rest[1:])
+	if !ok {
+		return 0, nil, false, false
+	}
+	return days*microsPerDay + tod, rest, false, true
 }
 
 // parseTime reads a time without time zone ("04:56:29.368123") and returns
