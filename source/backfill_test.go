@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,29 +37,14 @@ func TestBackfillResumesUnderWriters(t *testing.T) {
 	cfg := Config{DSN: dsn, Slot: "backfill", Create: true, Transactions: true, BackfillProgress: progress, BackfillChunk: 2000}
 	s := open(t, cfg)
 
-	ctx, stopWriters := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := pgx.Connect(context.Background(), dsn)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer conn.Close(context.Background())
-			r := rand.New(rand.NewPCG(uint64(w), 3))
-			for ctx.Err() == nil {
-				id := 1 + r.IntN(rows)
-				if r.IntN(4) == 0 {
-					_, _ = conn.Exec(context.Background(), "DELETE FROM big WHERE id = $1", id)
-				} else {
-					_, _ = conn.Exec(context.Background(), "UPDATE big SET val = val + 1 WHERE id = $1", id)
-				}
-			}
-		}()
-	}
+	stopWriters := startWriters(t, dsn, 2, 3, func(conn *pgx.Conn, r *rand.Rand) {
+		id := 1 + r.IntN(rows)
+		if r.IntN(4) == 0 {
+			_, _ = conn.Exec(context.Background(), "DELETE FROM big WHERE id = $1", id)
+		} else {
+			_, _ = conn.Exec(context.Background(), "UPDATE big SET val = val + 1 WHERE id = $1", id)
+		}
+	})
 
 	state := map[string]map[string]string{} // table → key → row text
 	apply := func(e *event.Event) {
@@ -136,7 +120,6 @@ func TestBackfillResumesUnderWriters(t *testing.T) {
 	}
 	consume(s, done)
 	stopWriters()
-	wg.Wait()
 	if second := reads - readsBefore; second >= rows-int(stored.Rows)+5000 {
 		t.Fatalf("the second run read %d rows: the backfill restarted instead of resuming after %d", second, stored.Rows)
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,32 +25,17 @@ func TestInitialSnapshotJoinsStream(t *testing.T) {
 		"INSERT INTO items SELECT g, g FROM generate_series(1, 20000) g",
 		"CREATE TABLE other(k text PRIMARY KEY)", "INSERT INTO other VALUES ('a'), ('b')")
 
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := pgx.Connect(context.Background(), dsn)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer conn.Close(context.Background())
-			r := rand.New(rand.NewPCG(uint64(w), 1))
-			for ctx.Err() == nil {
-				id := 1 + r.IntN(25000)
-				switch r.IntN(3) {
-				case 0:
-					_, _ = conn.Exec(context.Background(), "INSERT INTO items VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET val = $2", id, r.IntN(1000))
-				case 1:
-					_, _ = conn.Exec(context.Background(), "UPDATE items SET val = val + 1 WHERE id = $1", id)
-				default:
-					_, _ = conn.Exec(context.Background(), "DELETE FROM items WHERE id = $1", id)
-				}
-			}
-		}()
-	}
+	stop := startWriters(t, dsn, 3, 1, func(conn *pgx.Conn, r *rand.Rand) {
+		id := 1 + r.IntN(25000)
+		switch r.IntN(3) {
+		case 0:
+			_, _ = conn.Exec(context.Background(), "INSERT INTO items VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET val = $2", id, r.IntN(1000))
+		case 1:
+			_, _ = conn.Exec(context.Background(), "UPDATE items SET val = val + 1 WHERE id = $1", id)
+		default:
+			_, _ = conn.Exec(context.Background(), "DELETE FROM items WHERE id = $1", id)
+		}
+	})
 	time.Sleep(200 * time.Millisecond) // writers are busy when the slot is created
 
 	s := open(t, Config{DSN: dsn, Slot: "initial", Create: true, InitialSnapshot: true, Transactions: true, Tables: []string{"public.items", "public.other"}})
@@ -98,7 +82,6 @@ func TestInitialSnapshotJoinsStream(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	stop()
-	wg.Wait()
 	var end string
 	if err := db.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
 		t.Fatal(err)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
+	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/pgcluster"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
@@ -75,4 +77,30 @@ func jsonOf(v any) string {
 	return string(b)
 }
 
-var _ = io.EOF
+// startWriters runs n goroutines, each with its own connection and random
+// source, calling step until the returned stop is called (stop waits for them).
+func startWriters(t *testing.T, dsn string, n int, seed uint64, step func(conn *pgx.Conn, r *rand.Rand)) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := pgx.Connect(context.Background(), dsn)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close(context.Background())
+			r := rand.New(rand.NewPCG(uint64(w), seed))
+			for ctx.Err() == nil {
+				step(conn, r)
+			}
+		}()
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
