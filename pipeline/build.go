@@ -35,6 +35,7 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 			Stream: source.Config{
 				DSN: pgs.DSN, Slot: pgs.Slot, Publication: pgs.Publication, Create: pgs.Create,
 				Tables: pgs.Tables, Exclude: pgs.Exclude, Filters: pgs.Filters, Logger: log,
+				BackfillNewTables: pgs.Snapshot,
 			},
 			Retain:    checkpoint.Retention{Age: pgs.Retain.Age, Bytes: uint64(max(pgs.Retain.Bytes, 0))},
 			Snapshot:  pgs.Snapshot,

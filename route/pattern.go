@@ -3,7 +3,6 @@ package route
 import (
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 )
 
@@ -14,8 +13,8 @@ import (
 // "*.orders" for a table of that name in any schema.
 const DefaultSchema = "public"
 
-// TablePattern selects tables by name. Schema and Table are path.Match
-// patterns, matched separately: a "*" never spans the dot between schema
+// TablePattern selects tables by name. Schema and Table are glob
+// patterns (see glob.go), matched separately: a "*" never spans the dot between schema
 // and table, so "public.*" cannot match a schema called "public.x". Names
 // are compared as PostgreSQL stores them, case-sensitively ("Orders" and
 // "orders" are different tables).
@@ -25,14 +24,14 @@ type TablePattern struct {
 }
 
 // ParseTablePattern parses "schema.table" or "table" (schema DefaultSchema),
-// each part a path.Match pattern such as "public.*" or "*.audit_*".
+// each part a glob pattern such as "public.*" or "*.audit_*".
 func ParseTablePattern(s string) (TablePattern, error) {
 	parts, err := splitName(s, 2)
 	if err != nil {
 		return TablePattern{}, err
 	}
 	for _, p := range parts {
-		if _, err := path.Match(p, ""); err != nil {
+		if err := checkGlob(p); err != nil {
 			return TablePattern{}, fmt.Errorf("invalid pattern %q: %w", s, err)
 		}
 	}
@@ -47,7 +46,7 @@ func (p TablePattern) Match(schema, table string) bool {
 // String returns the pattern as "schema.table".
 func (p TablePattern) String() string { return p.Schema + "." + p.Table }
 
-// ColumnPattern selects columns: a TablePattern and a path.Match pattern for
+// ColumnPattern selects columns: a TablePattern and a glob pattern for
 // the column name, so "*.*.password" selects every column called password.
 type ColumnPattern struct {
 	Table  TablePattern
@@ -55,14 +54,14 @@ type ColumnPattern struct {
 }
 
 // ParseColumnPattern parses "schema.table.column" or "table.column" (schema
-// DefaultSchema), each part a path.Match pattern.
+// DefaultSchema), each part a glob pattern.
 func ParseColumnPattern(s string) (ColumnPattern, error) {
 	parts, err := splitName(s, 3)
 	if err != nil {
 		return ColumnPattern{}, err
 	}
 	for _, p := range parts {
-		if _, err := path.Match(p, ""); err != nil {
+		if err := checkGlob(p); err != nil {
 			return ColumnPattern{}, fmt.Errorf("invalid pattern %q: %w", s, err)
 		}
 	}
@@ -122,12 +121,11 @@ func splitName(s string, want int) ([]string, error) {
 	return parts, nil
 }
 
-// match is path.Match for a pattern already validated at parse time, with a
+// match is globMatch for a pattern already validated at parse time, with a
 // shortcut for the common case of a literal name.
 func match(pattern, name string) bool {
 	if !strings.ContainsAny(pattern, `*?[\`) {
 		return pattern == name
 	}
-	ok, _ := path.Match(pattern, name)
-	return ok
+	return globMatch(pattern, name)
 }

@@ -27,6 +27,12 @@ type Table struct {
 	// EstimatedRows is pg_class.reltuples: -1 when the table was never
 	// vacuumed or analyzed.
 	EstimatedRows int64
+	// Filter is a row filter that reads apply: the WHERE of the table in
+	// the stream's publication, as PostgreSQL prints it (pg_publication_tables
+	// .rowfilter), so that a snapshot or backfill reads exactly the rows the
+	// stream publishes. Empty: every row. It is SQL text: set it only from
+	// the catalog, never from outside input.
+	Filter string
 
 	partitioned bool
 }

@@ -24,6 +24,9 @@ type SnapshotOptions struct {
 	Position event.LSN
 	// Types caches type lookups; nil means a fresh cache.
 	Types *catalog.Types
+	// Filters maps "schema.table" to the row filter of that table (see
+	// Table.Filter), as PostgreSQL printed it.
+	Filters map[string]string
 }
 
 // ReadSnapshot reads tables inside an exported snapshot (the name
@@ -49,6 +52,7 @@ func ReadSnapshot(ctx context.Context, dsn, snapshotName string, tables []string
 		workers:  opts.Workers,
 		types:    opts.Types,
 		read:     ReadOptions{Position: opts.Position},
+		filters:  opts.Filters,
 		fn:       func(_ int, e *event.Event) error { return fn(e) },
 	}
 	return r.run(ctx, tables)
@@ -68,6 +72,8 @@ type tableReader struct {
 	described func([]*Table)
 	// done, if set, is called after each table has been read.
 	done func(t *Table, rows int64)
+	// filters are row filters by table name.
+	filters map[string]string
 }
 
 func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err error) {
@@ -96,6 +102,9 @@ func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err
 	tables, err := describeAll(ctx, first, r.types, names)
 	if err != nil {
 		return Stats{}, err
+	}
+	for _, t := range tables {
+		t.Filter = r.filters[t.Name()]
 	}
 	if r.described != nil {
 		r.described(tables)

@@ -53,9 +53,13 @@ func ReadTable(ctx context.Context, conn *pgx.Conn, t *Table, opts ReadOptions, 
 
 // copyQuery returns the COPY statement for the columns of t. A plain table
 // is copied directly, which skips the executor; a partitioned table needs
-// the SELECT form to read its partitions, and so does an empty column list.
+// the SELECT form to read its partitions, and so do an empty column list
+// and a row filter.
 func copyQuery(t *Table) string {
 	cols := columnList(t)
+	if t.Filter != "" {
+		return "COPY (SELECT " + cols + " FROM " + t.Ident().Sanitize() + " WHERE (" + t.Filter + ")) TO STDOUT"
+	}
 	if t.partitioned || len(t.Rel.Columns) == 0 {
 		return "COPY (SELECT " + cols + " FROM " + t.Ident().Sanitize() + ") TO STDOUT"
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -145,14 +146,19 @@ func (w *Walker) checkPublication(ctx context.Context, t *Table) error {
 	if w.opts.Publication == "" {
 		return nil
 	}
-	var in bool
-	err := w.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables
-		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`,
-		w.opts.Publication, t.Rel.Schema, t.Rel.Table).Scan(&in)
-	if err != nil {
+	// The row filter is read through to_jsonb so that the query also runs
+	// on PostgreSQL 14 and before, where the column does not exist.
+	var filter *string
+	err := w.conn.QueryRow(ctx, `SELECT to_jsonb(p) ->> 'rowfilter' FROM pg_catalog.pg_publication_tables p
+		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3`,
+		w.opts.Publication, t.Rel.Schema, t.Rel.Table).Scan(&filter)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("checking publication %q: %w", w.opts.Publication, err)
 	}
-	if !in {
+	if filter != nil {
+		t.Filter = *filter
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("table %q is not in publication %q, so its changes are not streamed: run ALTER PUBLICATION %s ADD TABLE %s",
 			t.Name(), w.opts.Publication, pgx.Identifier{w.opts.Publication}.Sanitize(), t.Ident().Sanitize())
 	}
@@ -301,7 +307,12 @@ func chunkQueries(t *Table, size int) (first, after string) {
 	}
 	sel := "SELECT " + columnList(t) + " FROM " + t.Ident().Sanitize()
 	tail := " ORDER BY " + keys.String() + " LIMIT " + strconv.Itoa(size)
-	return sel + tail, sel + " WHERE (" + keys.String() + ") > (" + params.String() + ")" + tail
+	after = " WHERE (" + keys.String() + ") > (" + params.String() + ")"
+	if t.Filter != "" {
+		// The filter is the publication's, as PostgreSQL printed it.
+		return sel + " WHERE (" + t.Filter + ")" + tail, sel + after + " AND (" + t.Filter + ")" + tail
+	}
+	return sel + tail, sel + after + tail
 }
 
 // readRows runs a query with text parameters and returns its rows in text

@@ -17,16 +17,14 @@ import (
 // now or after a restart, and is acked like any change.
 const BackfillRequestPrefix = "pgfeed.backfill-request"
 
-// BackfillRequest is the content of a backfill request message.
-type BackfillRequest struct {
-	// Slot limits the request to the streams of one slot; empty: every slot.
-	Slot   string   `json:"slot,omitempty"`
-	Tables []string `json:"tables"`
-}
-
 // backfillQueueKey is where the tables still to backfill are kept in the
 // progress store, so that a restarted stream resumes them.
 const backfillQueueKey = "pgfeed.backfill-queue"
+
+// backfillRequestKey is where the id of the last request taken is kept
+// (as Rows), so that a request redelivered after a restart is not taken
+// again once its backfill is queued.
+const backfillRequestKey = "pgfeed.backfill-request"
 
 // backfiller walks requested tables one after the other while the stream
 // runs, handing chunks to the merger that joins them to the stream.
@@ -75,26 +73,80 @@ func (b *backfiller) resume() error {
 	return nil
 }
 
-// request queues tables for a backfill from their beginning.
-func (b *backfiller) request(tables []string) {
+// request queues tables, given as SQL names (quoted where needed), for a
+// backfill from their beginning. A name that is no table of the database
+// is reported, and nothing is queued.
+func (b *backfiller) request(ctx context.Context, tables []string) error {
+	conn, err := Connect(ctx, b.cfg.DSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	resolved := make([]tableName, len(tables))
+	for i, name := range tables {
+		if resolved[i], err = lookupTableName(ctx, conn, name); err != nil {
+			return &UserError{Msg: "backfill: " + err.Error(), Err: err}
+		}
+	}
+	b.queueTables(resolved)
+	return nil
+}
+
+// requestFromWAL takes the backfill request of a message, once.
+func (b *backfiller) requestFromWAL(ctx context.Context, id int64) {
+	last, _, err := b.store.Progress(b.cfg.Slot, backfillRequestKey)
+	if err != nil {
+		b.cfg.Logger.Warn("reading the last backfill request", "err", err)
+	}
+	if id <= last.Rows {
+		return // taken before a restart; its tables are in the stored queue
+	}
+	conn, err := Connect(ctx, b.cfg.DSN)
+	if err != nil {
+		b.cfg.Logger.Error("backfill request not taken: connecting", "id", id, "err", err)
+		return
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	names, err := loadRequest(ctx, conn, id)
+	if err != nil {
+		b.cfg.Logger.Error("backfill request refused", "id", id, "err", err)
+		return
+	}
+	tables := make([]tableName, len(names))
+	for i, n := range names {
+		if tables[i], err = lookupTableName(ctx, conn, n); err != nil {
+			b.cfg.Logger.Error("backfill request refused", "id", id, "err", err)
+			return
+		}
+	}
+	b.queueTables(tables)
+	if err := b.store.SetProgress(b.cfg.Slot, backfillRequestKey, snapshot.Progress{Rows: id}); err != nil {
+		b.cfg.Logger.Warn("storing the last backfill request", "err", err)
+	}
+}
+
+func (b *backfiller) queueTables(tables []tableName) {
 	b.mu.Lock()
+	var names []string
 	for _, t := range tables {
-		t = normalizeGlob(t) // progress is kept under "schema.table"
-		if slices.Contains(b.queue, t) {
+		ident := t.sql() // the walker parses it back exactly
+		names = append(names, t.String())
+		if slices.Contains(b.queue, ident) {
 			continue
 		}
-		// A table backfilled before is read again from its start.
-		if err := b.store.SetProgress(b.cfg.Slot, t, snapshot.Progress{}); err != nil {
+		// A table backfilled before is read again from its start; progress
+		// is kept under "schema.table".
+		if err := b.store.SetProgress(b.cfg.Slot, t.String(), snapshot.Progress{}); err != nil {
 			b.cfg.Logger.Warn("resetting backfill progress", "table", t, "err", err)
 		}
-		b.queue = append(b.queue, t)
+		b.queue = append(b.queue, ident)
 	}
 	err := b.saveLocked()
 	b.mu.Unlock()
 	if err != nil {
 		b.cfg.Logger.Warn("storing the backfill queue", "err", err)
 	}
-	b.cfg.Logger.Info("backfill requested", "tables", tables)
+	b.cfg.Logger.Info("backfill requested", "tables", names)
 	b.start()
 }
 
@@ -161,18 +213,19 @@ func (b *backfiller) stop() {
 	b.wg.Wait()
 }
 
-// backfillRequest returns the tables a request message asks this stream to
-// backfill, or nil when the event is not such a request (or not for us).
-func backfillRequest(e *event.Event, slot string) ([]string, bool) {
+// backfillRequest returns the request id of a backfill request message
+// for this stream; ok reports whether the event was such a message at all
+// (a malformed one, or one for another slot, has id 0).
+func backfillRequest(e *event.Event, slot string) (id int64, ok bool) {
 	if e.Op != event.OpMessage || e.Message == nil || e.Message.Prefix != BackfillRequestPrefix {
-		return nil, false
+		return 0, false
 	}
 	var req BackfillRequest
 	if err := json.Unmarshal(e.Message.Content, &req); err != nil {
-		return nil, true // malformed: swallowed, with nothing to do
+		return 0, true // malformed: swallowed, with nothing to do
 	}
 	if req.Slot != "" && req.Slot != slot {
-		return nil, true
+		return 0, true
 	}
-	return req.Tables, true
+	return req.ID, true
 }

@@ -18,11 +18,16 @@ type Config struct {
 	DSN string
 	// Slot is the logical replication slot (default "pgfeed").
 	Slot string
-	// Publication is the pgoutput publication (default "pgfeed").
+	// Publication is the pgoutput publication (default: named after the
+	// slot). pgfeed creates it with Create and changes it only when it
+	// created it for this slot; another publication is used as it is.
 	Publication string
-	// Tables are globs on "schema.table" ("public.*", "app.orders"). Empty:
-	// every table of the publication. With Create, the publication is created
-	// (or altered) to hold exactly the matching tables.
+	// Tables are globs on "schema.table" ("public.*", "app.orders"; "*"
+	// matches any characters, "/" and spaces included). Empty: every table
+	// of the publication. With Create, the publication is created (or, when
+	// pgfeed owns it, changed) to publish every matching table, now and
+	// later: FOR ALL TABLES for "*.*", FOR TABLES IN SCHEMA for "schema.*",
+	// otherwise a list that a watcher extends as matching tables appear.
 	Tables []string
 	// Exclude are globs of tables left out even when Tables match them.
 	Exclude []string
@@ -32,6 +37,14 @@ type Config struct {
 	Filters map[string]string
 	// Create creates the slot and the publication when they are missing.
 	Create bool
+	// BackfillNewTables backfills the rows that a table already holds when
+	// it joins a listed publication (created after the stream started, or
+	// matched by the globs since the last run): rows written before it
+	// joined are not in the stream.
+	BackfillNewTables bool
+	// TableWatchInterval is how often a stream whose publication lists its
+	// tables looks for new matching tables (default 10s; negative: never).
+	TableWatchInterval time.Duration
 
 	// StartLSN asks the server to start at this position instead of the
 	// slot's confirmed position (only later positions are honoured).
@@ -77,6 +90,8 @@ type Config struct {
 	BackfillChunk int
 	// Logger receives operational messages (default: discarded).
 	Logger *slog.Logger
+
+	selection tableSelection // Tables and Exclude, parsed
 }
 
 // Slot and publication names go into replication commands; Postgres
@@ -98,7 +113,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.Slot = "pgfeed"
 	}
 	if cfg.Publication == "" {
-		cfg.Publication = "pgfeed"
+		cfg.Publication = cfg.Slot
 	}
 	if err := CheckSlotName(cfg.Slot); err != nil {
 		return cfg, err
@@ -118,10 +133,12 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, g := range append(append([]string(nil), cfg.Tables...), cfg.Exclude...) {
-		if err := validGlob(g); err != nil {
-			return cfg, err
-		}
+	if cfg.TableWatchInterval == 0 {
+		cfg.TableWatchInterval = 10 * time.Second
+	}
+	var err error
+	if cfg.selection, err = newTableSelection(cfg.Tables, cfg.Exclude); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

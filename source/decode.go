@@ -2,7 +2,6 @@ package source
 
 import (
 	"fmt"
-	"path"
 	"time"
 
 	"github.com/pgfeed/pgfeed/event"
@@ -22,8 +21,7 @@ type relState struct {
 // resolved by the caller before a Relation message reaches it).
 type decoder struct {
 	types     *catalog.Types
-	tables    []string // globs on "schema.table"; empty keeps all
-	exclude   []string // globs on "schema.table" never kept
+	tables    tableSelection
 	schemas   bool     // emit schema events
 	txnEvents bool     // emit begin/commit events
 	rels      map[uint32]*relState
@@ -36,22 +34,8 @@ type decoder struct {
 	seq        int
 }
 
-func newDecoder(types *catalog.Types, tables, exclude []string, schemas, txnEvents bool) *decoder {
-	return &decoder{types: types, tables: tables, exclude: exclude, schemas: schemas, txnEvents: txnEvents, rels: map[uint32]*relState{}}
-}
-
-// matchTable reports whether schema.table passes the table globs.
-func matchTable(globs []string, schema, table string) bool {
-	if len(globs) == 0 {
-		return true
-	}
-	name := schema + "." + table
-	for _, g := range globs {
-		if ok, _ := path.Match(g, name); ok {
-			return true
-		}
-	}
-	return false
+func newDecoder(types *catalog.Types, tables tableSelection, schemas, txnEvents bool) *decoder {
+	return &decoder{types: types, tables: tables, schemas: schemas, txnEvents: txnEvents, rels: map[uint32]*relState{}}
 }
 
 // relationTypes lists the type OIDs a Relation message uses.
@@ -174,7 +158,7 @@ func (d *decoder) addRelation(out []*event.Event, walStart event.LSN, m *pgoutpu
 		rel.Columns[i] = event.Column{Name: c.Name, Type: d.types.Type(c.TypeOID), TypeMod: c.TypeMod, Key: c.Key}
 	}
 	old := d.rels[m.OID]
-	keep := matchTable(d.tables, schema, m.Name) && (len(d.exclude) == 0 || !matchTable(d.exclude, schema, m.Name))
+	keep := d.tables.match(schema, m.Name)
 	rs := &relState{rel: rel, keep: keep}
 	d.rels[m.OID] = rs
 	// pgoutput repeats Relation messages (after reconnects, cache

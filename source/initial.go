@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -13,37 +14,36 @@ import (
 // initialSnapshot is the snapshot a new slot exported, to be read before
 // streaming starts.
 type initialSnapshot struct {
-	name   string
-	at     event.LSN
-	tables []string
+	name    string
+	at      event.LSN
+	tables  []string
+	filters map[string]string // the publication's row filters by "schema.table"
 }
 
-// snapshotTables lists the tables an initial snapshot reads: those of
-// Tables (minus Exclude), or else every table of the publication.
+// snapshotTables lists the tables an initial snapshot reads, quoted:
+// those of Tables (minus Exclude), or else every table of the publication.
+// Each row is read once, partitioned tables included.
 func snapshotTables(ctx context.Context, meta *pgx.Conn, cfg *Config) ([]string, error) {
 	var tables []tableName
-	if len(cfg.Tables) > 0 {
+	if !cfg.selection.everything() {
 		var err error
-		if tables, err = resolveTables(ctx, meta, cfg.Tables, cfg.Exclude); err != nil {
+		if tables, err = resolveTables(ctx, meta, cfg.selection); err != nil {
 			return nil, err
 		}
 	} else {
-		rows, err := meta.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2", cfg.Publication)
+		// pg_publication_tables names each row's table once: the roots of
+		// partitioned tables under publish_via_partition_root, the leaf
+		// partitions otherwise.
+		in, err := publishedTables(ctx, meta, cfg.Publication)
 		if err != nil {
-			return nil, explainSQL(err, "listing the publication's tables")
+			return nil, err
 		}
-		all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
-			var t tableName
-			return t, r.Scan(&t.schema, &t.table)
-		})
-		if err != nil {
-			return nil, explainSQL(err, "listing the publication's tables")
-		}
-		for _, t := range all {
-			if !matchAny(cfg.Exclude, t) {
+		for t := range in {
+			if cfg.selection.match(t.schema, t.table) {
 				tables = append(tables, t)
 			}
 		}
+		sort.Slice(tables, func(i, j int) bool { return tables[i].String() < tables[j].String() })
 	}
 	names := make([]string, len(tables))
 	for i, t := range tables {
@@ -51,6 +51,28 @@ func snapshotTables(ctx context.Context, meta *pgx.Conn, cfg *Config) ([]string,
 		names[i] = t.sql()
 	}
 	return names, nil
+}
+
+// publicationFilters returns the row filters of a publication's tables
+// by "schema.table", as PostgreSQL prints them, so that snapshots and
+// backfills read exactly the rows the stream publishes. The column is read
+// through to_jsonb: it does not exist before PostgreSQL 15.
+func publicationFilters(ctx context.Context, conn *pgx.Conn, pub string) (map[string]string, error) {
+	rows, err := conn.Query(ctx, `SELECT schemaname, tablename, to_jsonb(p) ->> 'rowfilter'
+		FROM pg_publication_tables p WHERE pubname = $1 AND to_jsonb(p) ->> 'rowfilter' IS NOT NULL`, pub)
+	if err != nil {
+		return nil, explainSQL(err, "reading the row filters of publication "+pub)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var t tableName
+		var f string
+		if err := rows.Scan(&t.schema, &t.table, &f); err != nil {
+			return nil, explainSQL(err, "reading the row filters of publication "+pub)
+		}
+		out[t.String()] = f
+	}
+	return out, explainIf(rows.Err(), "reading the row filters of publication "+pub)
 }
 
 // readSnapshot delivers every row of the snapshot as read events, then a
@@ -72,7 +94,7 @@ func (l *loop) readSnapshot(ctx context.Context, snap *initialSnapshot) error {
 		}
 	}
 	st, err := snapshot.ReadSnapshot(ctx, l.s.cfg.DSN, snap.name, snap.tables,
-		snapshot.SnapshotOptions{Workers: l.s.cfg.SnapshotWorkers, Position: snap.at, Types: l.types},
+		snapshot.SnapshotOptions{Workers: l.s.cfg.SnapshotWorkers, Position: snap.at, Types: l.types, Filters: snap.filters},
 		func(e *event.Event) error {
 			e = snapshot.Clone(e) // the event is only valid during this call
 			mu.Lock()

@@ -34,6 +34,8 @@ type Stream struct {
 	merger    *snapshot.Merger
 	backfills *backfiller
 
+	stopWatch context.CancelFunc // stops the table watcher, if one runs
+
 	closeOnce sync.Once
 	stats     stats
 }
@@ -86,7 +88,8 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	if cfg.ProtocolVersion == 2 && version < 140000 {
 		return closeMeta(&UserError{Msg: fmt.Sprintf("pgoutput protocol version 2 needs PostgreSQL 14 or later (server is %d)", version)})
 	}
-	if err := ensurePublication(ctx, meta, &cfg); err != nil {
+	newTables, listed, err := ensurePublication(ctx, meta, &cfg, version)
+	if err != nil {
 		return closeMeta(err)
 	}
 	slot, err := readSlot(ctx, meta, cfg.Slot)
@@ -138,7 +141,11 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 			if err != nil {
 				return fail(err)
 			}
-			snap = &initialSnapshot{name: res.SnapshotName, at: start, tables: tables}
+			filters, err := publicationFilters(ctx, meta, cfg.Publication)
+			if err != nil {
+				return fail(err)
+			}
+			snap = &initialSnapshot{name: res.SnapshotName, at: start, tables: tables, filters: filters}
 		}
 	}
 
@@ -186,7 +193,7 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		meta:  meta,
 		types: catalog.NewTypes(),
 	}
-	l.dec = newDecoder(l.types, normalizeGlobs(cfg.Tables), normalizeGlobs(cfg.Exclude), cfg.Schemas, cfg.Transactions)
+	l.dec = newDecoder(l.types, cfg.selection, cfg.Schemas, cfg.Transactions)
 	go func() {
 		var err error
 		if snap != nil {
@@ -210,16 +217,17 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	if err := s.backfills.resume(); err != nil {
 		cfg.Logger.Warn("backfills of the last run not resumed", "err", err)
 	}
+	if cfg.BackfillNewTables && len(newTables) > 0 && snap == nil {
+		s.backfills.queueTables(newTables)
+	}
+	if cfg.Create && cfg.TableWatchInterval > 0 && listed {
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		s.stopWatch = stopWatch
+		go s.watchTables(watchCtx)
+	}
 	return s, nil
 }
 
-func normalizeGlobs(globs []string) []string {
-	out := make([]string, len(globs))
-	for i, g := range globs {
-		out[i] = normalizeGlob(g)
-	}
-	return out
-}
 
 // Next returns the next event, waiting for one. It returns io.EOF once the
 // stream reached Config.EndLSN, and the stream's error if it failed.
@@ -234,9 +242,9 @@ func (s *Stream) Next(ctx context.Context) (*event.Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		if tables, ok := backfillRequest(e, s.cfg.Slot); ok {
-			if len(tables) > 0 {
-				s.backfills.request(tables)
+		if id, ok := backfillRequest(e, s.cfg.Slot); ok {
+			if id > 0 {
+				s.backfills.requestFromWAL(ctx, id)
 			}
 			continue
 		}
@@ -248,11 +256,14 @@ func (s *Stream) Next(ctx context.Context) (*event.Event, error) {
 	return e, nil
 }
 
-// Backfill asks this stream to backfill tables ("schema.table") from their
-// beginning while it streams: their rows come as read events, merged so
-// that none overwrites a newer change. The request is queued at once;
-// progress is stored in Config.BackfillProgress.
-func (s *Stream) Backfill(tables ...string) { s.backfills.request(tables) }
+// Backfill asks this stream to backfill tables from their beginning while
+// it streams: their rows come as read events, merged so that none
+// overwrites a newer change. Tables are SQL names as psql takes them
+// ("public.orders", `"Orders"`). The request is queued at once; progress is
+// stored in Config.BackfillProgress. A name that is no table is an error.
+func (s *Stream) Backfill(tables ...string) error {
+	return s.backfills.request(context.Background(), tables)
+}
 
 func (s *Stream) nextRaw(ctx context.Context) (*event.Event, error) {
 	for s.cur >= len(s.batch) {
@@ -317,6 +328,9 @@ func (s *Stream) Stats() Stats {
 // and closes the connections. Unacked events come again on the next Open.
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
 		s.backfills.stop()
 		s.cancel()
 	})

@@ -47,7 +47,7 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	f.conn.register(c)
 	fl := c.Flags()
 	fl.StringVar(&f.slot, "slot", "pgfeed", "logical replication slot")
-	fl.StringVar(&f.pub, "publication", "pgfeed", "publication")
+	fl.StringVar(&f.pub, "publication", "", "publication (default: the slot's own, named after it)")
 	fl.StringSliceVar(&f.tables, "tables", nil, "tables to stream, as globs on schema.table (comma-separated or repeated)")
 	fl.BoolVar(&f.create, "create", false, "create the slot and the publication if missing")
 	fl.BoolVar(&f.snapshot, "snapshot", false, "with a new slot, first print every row of the tables as read events, from the slot's own snapshot")
