@@ -22,8 +22,8 @@ type relState struct {
 type decoder struct {
 	types     *catalog.Types
 	tables    tableSelection
-	schemas   bool     // emit schema events
-	txnEvents bool     // emit begin/commit events
+	schemas   bool // emit schema events
+	txnEvents bool // emit begin/commit events
 	rels      map[uint32]*relState
 
 	// The transaction being decoded.

@@ -228,7 +228,6 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	return s, nil
 }
 
-
 // Next returns the next event, waiting for one. It returns io.EOF once the
 // stream reached Config.EndLSN, and the stream's error if it failed.
 // The event belongs to the caller.
