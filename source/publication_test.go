@@ -52,6 +52,9 @@ func noMoreRows(t *testing.T, s *Stream, d time.Duration) {
 		if e.Op.IsRowChange() {
 			t.Fatalf("unexpected event %s", e.AppendJSON(nil))
 		}
+		if e.Op == event.OpCommit {
+			_ = s.Ack(e.CommitLSN)
+		}
 	}
 }
 
