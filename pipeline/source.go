@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgfeed/pgfeed/checkpoint"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/source"
 )
@@ -34,9 +33,6 @@ type sourceRun struct {
 	// Counters for Status, under mu.
 	events, reconnects uint64
 	lastErr            error
-	// snapshotAt is the consistent point of an initial snapshot not yet
-	// durable in every sink; zero when there is none.
-	snapshotAt event.LSN
 }
 
 func (p *Pipeline) runSource(ctx context.Context, src *Source, sinks []*Sink) error {
@@ -91,13 +87,10 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 	cfg.Transactions = true
 	cfg.Schemas = true
 	cfg.BackfillProgress = backfillProgress{r.p.Store}
-	if r.src.Snapshot {
-		fresh, err := r.prepareSnapshot(ctx)
-		if err != nil {
-			return err
-		}
-		cfg.InitialSnapshot = fresh
-	}
+	// On every open, reconnects included: the stream itself knows whether
+	// the slot's snapshot was read in full, and reads it again from a new
+	// slot when it was not (whatever interrupted it).
+	cfg.InitialSnapshot = r.src.Snapshot
 	if cfg.Logger == nil {
 		cfg.Logger = r.p.Logger
 	}
@@ -129,11 +122,6 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 		}
 		started = true
 		r.mu.Lock()
-		if cfg.InitialSnapshot {
-			r.snapshotAt = s.Stats().StartLSN
-		}
-		// Once the slot exists, its snapshot is being read: never again.
-		cfg.InitialSnapshot = false
 		r.stream, r.seenCommit = s, 0
 		r.ackLocked()
 		r.mu.Unlock()
@@ -243,14 +231,9 @@ func (r *sourceRun) ackLocked() {
 		}
 		confirm = lsn
 	}
-	if r.snapshotAt != 0 && lowest >= r.snapshotAt {
-		if err := r.p.Store.SetProgress(r.src.Name, initialSnapshotKey, checkpoint.Progress{Done: true}); err != nil {
-			r.p.Logger.Warn("recording the end of the initial snapshot", "source", r.src.Name, "err", err)
-		} else {
-			r.p.Logger.Info("initial snapshot durable in every sink", "source", r.src.Name, "at", r.snapshotAt)
-			r.snapshotAt = 0
-		}
-	}
+	// Durable everywhere, whatever retain holds back from PostgreSQL: this
+	// completes an initial snapshot.
+	r.stream.Delivered(min(lowest, r.seenCommit))
 	if confirm > r.seenCommit {
 		confirm = r.seenCommit
 	}
@@ -289,53 +272,4 @@ func (r *sourceRun) heartbeat(ctx context.Context) {
 			r.p.Logger.Warn("heartbeat", "source", r.src.Name, "err", err)
 		}
 	}
-}
-
-// initialSnapshotKey is where the store keeps whether a source's initial
-// snapshot reached every sink.
-const initialSnapshotKey = "pgfeed.initial-snapshot"
-
-// prepareSnapshot decides whether the initial snapshot must be read: when
-// the slot does not exist yet, or when a snapshot was interrupted before it
-// was durable everywhere (then the slot is dropped, to read it all again in
-// a new exported snapshot). It records the snapshot as pending.
-func (r *sourceRun) prepareSnapshot(ctx context.Context) (bool, error) {
-	prog, ok, err := r.p.Store.Progress(r.src.Name, initialSnapshotKey)
-	if err != nil {
-		return false, fmt.Errorf("source %s: reading snapshot state: %w", r.src.Name, err)
-	}
-	if ok && prog.Done {
-		return false, nil
-	}
-	db, err := source.Connect(ctx, r.src.Stream.DSN)
-	if err != nil {
-		return false, fmt.Errorf("source %s: %w", r.src.Name, err)
-	}
-	defer db.Close(context.Background())
-	slot := r.src.Stream.Slot
-	var exists bool
-	if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", slot).Scan(&exists); err != nil {
-		return false, fmt.Errorf("source %s: reading slot: %w", r.src.Name, err)
-	}
-	if exists && !ok {
-		return false, nil // a slot from before snapshots were asked for: its changes are all there is
-	}
-	if exists {
-		r.p.Logger.Warn("the initial snapshot was interrupted; dropping the slot to read it again", "source", r.src.Name, "slot", slot)
-		// The walsender of a killed process may take a moment to notice.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			_, err := db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) || !sleep(ctx, 200*time.Millisecond) {
-				return false, fmt.Errorf("source %s: dropping slot %s: %w", r.src.Name, slot, err)
-			}
-		}
-	}
-	if err := r.p.Store.SetProgress(r.src.Name, initialSnapshotKey, checkpoint.Progress{}); err != nil {
-		return false, fmt.Errorf("source %s: recording snapshot state: %w", r.src.Name, err)
-	}
-	return true, nil
 }

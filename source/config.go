@@ -75,9 +75,11 @@ type Config struct {
 	// row of the stream's tables (Tables, else the publication's) as read
 	// events, read in the snapshot the new slot exports: rows and changes
 	// meet with no gap and no overlap. The snapshot ends with a commit event
-	// at the slot's consistent point (with Transactions). If the process
-	// dies mid-snapshot, the slot exists and no snapshot comes again: drop
-	// the slot to start over (pgfeed run does this by itself).
+	// at the slot's consistent point (with Transactions). Its state is kept
+	// in the source database (SnapshotTable) until the consumer acks that
+	// point: a snapshot interrupted by anything (the process killed,
+	// PostgreSQL crashed, the network cut) is read again, from a new slot,
+	// by the next Open with InitialSnapshot and Create.
 	InitialSnapshot bool
 	// SnapshotWorkers is how many connections read tables in parallel in
 	// the initial snapshot (default: one per table, at most 4).

@@ -106,9 +106,9 @@ func (l *loop) readSnapshot(ctx context.Context, snap *initialSnapshot) error {
 	if err != nil {
 		return fmt.Errorf("reading the initial snapshot: %w", err)
 	}
-	if l.s.cfg.Transactions {
-		l.batch = append(l.batch, &event.Event{Op: event.OpCommit, LSN: snap.at, CommitLSN: snap.at, EndLSN: snap.at})
-	}
+	// The end of the snapshot: Next passes it on with Transactions, and
+	// notes it either way, so that an ack after it marks the snapshot done.
+	l.batch = append(l.batch, &event.Event{Op: event.OpCommit, LSN: snap.at, CommitLSN: snap.at, EndLSN: snap.at})
 	l.s.log.Info("initial snapshot read", "rows", st.Rows, "tables", st.Tables, "elapsed", st.Elapsed)
 	return push(true)
 }

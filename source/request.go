@@ -17,8 +17,8 @@ import (
 // the stream read a table, and the tables come from the row, never from the
 // message.
 
-// RequestTable holds backfill requests; `pgfeed backfill` (and
-// RequestBackfill) create it.
+// RequestTable holds backfill requests; RequestBackfill (`pgfeed
+// backfill`) creates it.
 const RequestTable = OwnSchema + ".backfill_requests"
 
 // BackfillRequest is the content of a backfill request message: the id of
@@ -34,19 +34,8 @@ type BackfillRequest struct {
 // `"Orders"`). It writes the request row and its message in one
 // transaction and returns the message's position.
 func RequestBackfill(ctx context.Context, conn *pgx.Conn, slot string, tables []string) (string, error) {
-	for _, stmt := range []string{
-		"CREATE SCHEMA IF NOT EXISTS " + OwnSchema,
-		`CREATE TABLE IF NOT EXISTS ` + RequestTable + ` (
-			id bigserial PRIMARY KEY,
-			slot text,
-			tables text[] NOT NULL,
-			requested_by name NOT NULL DEFAULT current_user,
-			requested_at timestamptz NOT NULL DEFAULT now())`,
-		"REVOKE ALL ON " + RequestTable + " FROM PUBLIC",
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return "", explainSQL(err, "preparing the backfill request table "+RequestTable)
-		}
+	if err := ensureOwnTables(ctx, conn); err != nil {
+		return "", err
 	}
 	var lsn string
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {

@@ -36,6 +36,14 @@ type Stream struct {
 
 	stopWatch context.CancelFunc // stops the table watcher, if one runs
 
+	// The initial snapshot read by this stream, until it is acked in full:
+	// snapAt is its consistent point, snapEnded is set once Next handed out
+	// its last row.
+	snapMu    sync.Mutex
+	snapAt    event.LSN
+	snapEnded bool
+	snapAcked event.LSN // the highest position the consumer acked
+
 	closeOnce sync.Once
 	stats     stats
 }
@@ -113,7 +121,24 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		if err := checkSlot(slot, cfg.Slot, meta.Config().Database); err != nil {
 			return closeMeta(err)
 		}
-	} else if !cfg.Create {
+	}
+	if slot.exists && cfg.InitialSnapshot {
+		pending, err := snapshotPending(ctx, meta, cfg.Slot)
+		if err != nil {
+			return closeMeta(err)
+		}
+		if pending {
+			if !cfg.Create {
+				return closeMeta(&UserError{Msg: fmt.Sprintf("the initial snapshot of slot %q was interrupted before every row was acked: pass --create to read it again (the slot is dropped and created anew, with a new snapshot)", cfg.Slot)})
+			}
+			cfg.Logger.Warn("the initial snapshot was interrupted; dropping the slot to read it again", "slot", cfg.Slot)
+			if err := dropSlot(ctx, meta, cfg.Slot, 30*time.Second); err != nil {
+				return closeMeta(err)
+			}
+			slot.exists = false
+		}
+	}
+	if !slot.exists && !cfg.Create {
 		return closeMeta(&UserError{Msg: fmt.Sprintf("replication slot %q does not exist: pass --create, or run pgfeed slot create %s", cfg.Slot, cfg.Slot)})
 	}
 
@@ -127,6 +152,16 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	}
 	start := slot.confirmed
 	var snap *initialSnapshot
+	if !slot.exists && cfg.InitialSnapshot {
+		// Pending before the slot exists: a crash right after its creation
+		// must not leave a slot whose snapshot nobody knows was never read.
+		if err := ensureOwnTables(ctx, meta); err != nil {
+			return fail(err)
+		}
+		if err := markSnapshot(ctx, meta, cfg.Slot, 0, false); err != nil {
+			return fail(err)
+		}
+	}
 	if !slot.exists {
 		res, err := createSlot(ctx, repl, cfg.Slot, cfg.InitialSnapshot)
 		if err != nil {
@@ -185,6 +220,9 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		done:    make(chan struct{}),
 	}
 	s.stats.start, s.stats.proto = start, cfg.ProtocolVersion
+	if snap != nil {
+		s.snapAt = snap.at
+	}
 	s.merger = snapshot.NewMerger()
 	s.backfills = newBackfiller(&s.cfg, s.merger)
 	l := &loop{
@@ -240,6 +278,12 @@ func (s *Stream) Next(ctx context.Context) (*event.Event, error) {
 		e, err := s.nextRaw(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if e.Op == event.OpCommit && e.XID == 0 && e.CommitLSN == s.stats.start && s.snapshotEnd() {
+			s.snapshotDone(0) // in case the consumer acked it before Next got here
+			if !s.cfg.Transactions {
+				continue // the end of the initial snapshot, asked for only with transactions
+			}
 		}
 		if id, ok := backfillRequest(e, s.cfg.Slot); ok {
 			if id > 0 {
@@ -302,7 +346,26 @@ func (s *Stream) Ack(lsn event.LSN) error {
 	}
 	// Backfill chunks whose rows are now acked complete, and their progress is stored.
 	s.merger.Ack(lsn)
+	s.snapshotDone(lsn)
 	return nil
+}
+
+// Delivered reports that every event at or before lsn reached its
+// destination, without confirming it to PostgreSQL: for consumers that
+// hold acks back to keep WAL for a replay (pgfeed run's retain). It
+// completes an initial snapshot as an Ack would.
+func (s *Stream) Delivered(lsn event.LSN) { s.snapshotDone(lsn) }
+
+// snapshotEnd notes that Next reached the end of the initial snapshot,
+// and reports whether one is being read.
+func (s *Stream) snapshotEnd() bool {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if s.snapAt == 0 {
+		return false
+	}
+	s.snapEnded = true
+	return true
 }
 
 // Confirmed returns the position confirmed (or about to be confirmed) to the server.
