@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgfeed/pgfeed/checkpoint"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/source"
 )
@@ -98,13 +99,13 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 	backoff := r.p.MinBackoff
 	started := false
 	for {
-		s, err := source.Open(ctx, cfg)
+		s, err := r.open(ctx, cfg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			var ue *source.UserError
-			if !started && errors.As(err, &ue) {
+			if (!started && errors.As(err, &ue)) || errors.Is(err, source.ErrGap) {
 				return fmt.Errorf("source %s: %w", r.src.Name, err)
 			}
 			r.noteError(err)
@@ -130,6 +131,13 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil {
 			return nil // end position reached, or stopped
 		}
+		if errors.Is(err, source.ErrGap) {
+			r.mu.Lock()
+			r.stream = nil
+			r.mu.Unlock()
+			_ = s.Close()
+			return fmt.Errorf("source %s: %w", r.src.Name, err)
+		}
 		r.mu.Lock()
 		r.stream = nil
 		r.mu.Unlock()
@@ -141,6 +149,54 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, r.p.MaxBackoff)
 	}
+}
+
+// open checks that the server is the one the checkpoints were written
+// against and opens the stream, then records the server and its slot: from
+// then on the slot is expected, and its disappearance is a gap that stops
+// the source instead of a reason to create a new slot.
+func (r *sourceRun) open(ctx context.Context, cfg source.Config) (*source.Stream, error) {
+	id, err := source.Identify(ctx, cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	srv, known, err := r.p.Store.Server(r.src.Name)
+	if err != nil {
+		return nil, err
+	}
+	delivered := r.delivered()
+	if known {
+		if err := source.CheckContinuity(id, srv.SystemID, srv.Timeline, delivered); err != nil {
+			return nil, err
+		}
+	}
+	cfg.ExpectSlot = known && srv.Slot == cfg.Slot
+	s, err := source.Open(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, source.ErrGap) {
+			err = &source.UserError{Msg: fmt.Sprintf("%s; every sink has everything up to %s; to start over, run pgfeed run --resnapshot (creates the slot again and reads every row), or create the slot (pgfeed slot create %s) and backfill the tables", err, delivered, cfg.Slot), Err: err}
+		}
+		return nil, err
+	}
+	if !known || srv.Timeline != id.Timeline || srv.Slot != cfg.Slot {
+		if id.Timeline != srv.Timeline && known {
+			r.p.Logger.Warn("the server is on a new timeline (a promoted standby); going on from the checkpoint", "source", r.src.Name, "timeline", id.Timeline, "was", srv.Timeline)
+		}
+		if err := r.p.Store.SetServer(r.src.Name, checkpoint.Server{SystemID: id.SystemID, Timeline: id.Timeline, Slot: cfg.Slot}); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// delivered is the newest position any sink of the source made durable.
+func (r *sourceRun) delivered() event.LSN {
+	var highest event.LSN
+	for _, w := range r.workers {
+		highest = max(highest, event.LSN(w.stats.Durable.Load()))
+	}
+	return highest
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

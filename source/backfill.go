@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/snapshot"
@@ -36,9 +37,13 @@ type backfiller struct {
 	mu      sync.Mutex
 	queue   []string // tables still to backfill, in order
 	running bool
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// snapshot is set while the backfills finish an interrupted initial
+	// snapshot; failed notes a table that could not be read, so that the
+	// snapshot stays pending.
+	snapshot, failed bool
+	wg               sync.WaitGroup
+	ctx              context.Context
+	cancel           context.CancelFunc
 }
 
 func newBackfiller(cfg *Config, merger *snapshot.Merger) *backfiller {
@@ -125,6 +130,41 @@ func (b *backfiller) requestFromWAL(ctx context.Context, id int64) {
 	}
 }
 
+// finishSnapshot backfills the tables of an interrupted initial snapshot
+// (SQL names) and records the snapshot as done once every one of them was
+// read and acked.
+func (b *backfiller) finishSnapshot(tables []string) {
+	b.mu.Lock()
+	b.snapshot = true
+	for _, ident := range tables {
+		if !slices.Contains(b.queue, ident) {
+			b.queue = append(b.queue, ident) // progress kept: a resumed finish goes on mid-table
+		}
+	}
+	err := b.saveLocked()
+	b.mu.Unlock()
+	if err != nil {
+		b.cfg.Logger.Warn("storing the backfill queue", "err", err)
+	}
+	b.start()
+}
+
+// snapshotFinished records the snapshot the backfills finished as done.
+func (b *backfiller) snapshotFinished() {
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	conn, err := Connect(ctx, b.cfg.DSN)
+	if err == nil {
+		err = markSnapshot(ctx, conn, b.cfg.Slot, 0, true)
+		conn.Close(context.WithoutCancel(ctx))
+	}
+	if err != nil {
+		b.cfg.Logger.Warn("recording the end of the initial snapshot", "slot", b.cfg.Slot, "err", err)
+		return
+	}
+	b.cfg.Logger.Info("interrupted initial snapshot finished by backfills", "slot", b.cfg.Slot)
+}
+
 func (b *backfiller) queueTables(tables []tableName) {
 	b.mu.Lock()
 	var names []string
@@ -181,7 +221,14 @@ func (b *backfiller) run() {
 		b.mu.Lock()
 		if len(b.queue) == 0 || b.ctx.Err() != nil {
 			b.running = false
+			finished := b.snapshot && !b.failed && len(b.queue) == 0
+			if finished {
+				b.snapshot = false
+			}
 			b.mu.Unlock()
+			if finished {
+				b.snapshotFinished()
+			}
 			return
 		}
 		table := b.queue[0]
@@ -196,6 +243,9 @@ func (b *backfiller) run() {
 		}
 		if err != nil {
 			b.cfg.Logger.Error("backfill failed; skipping the table", "table", table, "err", err)
+			b.mu.Lock()
+			b.failed = true
+			b.mu.Unlock()
 		} else {
 			b.cfg.Logger.Info("backfill done", "table", table, "rows", p.Rows)
 		}

@@ -37,6 +37,10 @@ type Config struct {
 	Filters map[string]string
 	// Create creates the slot and the publication when they are missing.
 	Create bool
+	// ExpectSlot says the slot existed before (a pipeline's checkpoint
+	// knows it): Create then creates only the publication, and a missing
+	// slot is an error wrapping ErrGap, since the changes it held are lost.
+	ExpectSlot bool
 	// BackfillNewTables backfills the rows that a table already holds when
 	// it joins a listed publication (created after the stream started, or
 	// matched by the globs since the last run): rows written before it

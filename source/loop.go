@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -94,13 +95,25 @@ func (l *loop) run(ctx context.Context) (err error) {
 				return err
 			}
 		case *pgproto3.ErrorResponse:
-			return explainSQL(pgconn.ErrorResponseToPgError(m), "streaming")
+			return l.streamingError(pgconn.ErrorResponseToPgError(m))
 		case *pgproto3.CopyDone:
 			return fmt.Errorf("the server ended replication")
 		default:
 			// Notices and parameter changes need no action.
 		}
 	}
+}
+
+// streamingError explains an error the walsender sent while streaming.
+// A publication dropped under the slot is one no retry cures: decoding
+// looks the publication up as of each change, so even one created again
+// under the same name is not there for the changes in between.
+func (l *loop) streamingError(pgErr *pgconn.PgError) error {
+	if pgErr.Code == "42704" && strings.Contains(pgErr.Message, "publication") {
+		slot := l.s.cfg.Slot
+		return &UserError{Msg: fmt.Sprintf("publication %q was dropped while slot %q used it: the slot cannot decode past that point, even if the publication is created again; drop the slot and start over (pgfeed slot drop %s, then --create, with --snapshot to read every row; pgfeed run: --resnapshot)", l.s.cfg.Publication, slot, slot), Err: errors.Join(ErrGap, pgErr)}
+	}
+	return explainSQL(pgErr, "streaming")
 }
 
 // close releases the connections. Once streaming, it first reports the

@@ -122,21 +122,32 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 			return closeMeta(err)
 		}
 	}
-	if slot.exists && cfg.InitialSnapshot {
-		pending, err := snapshotPending(ctx, meta, cfg.Slot)
-		if err != nil {
+	// An initial snapshot of this slot that was cut short is finished by
+	// whoever opens the slot next, asked for or not: the slot was made for
+	// it, and streaming on would leave the rows it did not reach unread.
+	pending, err := snapshotPending(ctx, meta, cfg.Slot)
+	if err != nil {
+		return closeMeta(err)
+	}
+	if pending {
+		cfg.InitialSnapshot = true
+	}
+	// A slot dropped to read an interrupted snapshot again is not lost:
+	// the new snapshot covers what it held.
+	if !slot.exists && cfg.ExpectSlot && !pending {
+		return closeMeta(&UserError{Msg: fmt.Sprintf("replication slot %q vanished (dropped, or invalidated and removed): the changes it held for this stream are lost to pgfeed, and it is not created again on its own", cfg.Slot), Err: ErrGap})
+	}
+	// A slot whose snapshot was cut short still holds every change since
+	// its consistent point (nothing past it was confirmed): the snapshot is
+	// finished by backfilling its tables, merged with those changes, so
+	// that rows deleted meanwhile come as deletes instead of lingering from
+	// the partial read.
+	var finish []string
+	if slot.exists && pending {
+		if finish, err = snapshotTables(ctx, meta, &cfg); err != nil {
 			return closeMeta(err)
 		}
-		if pending {
-			if !cfg.Create {
-				return closeMeta(&UserError{Msg: fmt.Sprintf("the initial snapshot of slot %q was interrupted before every row was acked: pass --create to read it again (the slot is dropped and created anew, with a new snapshot)", cfg.Slot)})
-			}
-			cfg.Logger.Warn("the initial snapshot was interrupted; dropping the slot to read it again", "slot", cfg.Slot)
-			if err := dropSlot(ctx, meta, cfg.Slot, 30*time.Second); err != nil {
-				return closeMeta(err)
-			}
-			slot.exists = false
-		}
+		cfg.Logger.Warn("the initial snapshot was interrupted; finishing it with a backfill of its tables", "slot", cfg.Slot, "tables", len(finish))
 	}
 	if !slot.exists && !cfg.Create {
 		return closeMeta(&UserError{Msg: fmt.Sprintf("replication slot %q does not exist: pass --create, or run pgfeed slot create %s", cfg.Slot, cfg.Slot)})
@@ -254,6 +265,9 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	}()
 	if err := s.backfills.resume(); err != nil {
 		cfg.Logger.Warn("backfills of the last run not resumed", "err", err)
+	}
+	if finish != nil {
+		s.backfills.finishSnapshot(finish)
 	}
 	if cfg.BackfillNewTables && len(newTables) > 0 && snap == nil {
 		s.backfills.queueTables(newTables)

@@ -156,6 +156,21 @@ path = "`+out+`"
 
 	code, _, stderr := runCLI(t, "replay", "--config", cfg, "--from", "0/10")
 	expectOneLineError(t, code, stderr, "0/10 is no longer retained", "retain")
+
+	// Item 7 of "nothing lost": a position beyond what the sink received
+	// would move its checkpoint forward and skip changes: refused, and the
+	// checkpoint stays.
+	pgtest.Exec(t, db, "INSERT INTO items VALUES (3, 3, 'not yet delivered')")
+	var ahead string
+	if err := db.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&ahead); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, "replay", "--config", cfg, "--from", ahead)
+	expectOneLineError(t, code, stderr, "is beyond what sink files has received", "would skip")
+	runUntilMarker(t, dsn, "replay", out, 3, "run", "--config", cfg)
+	if n := inserts(3); n != 1 {
+		t.Fatalf("after a refused replay: %d copies of the insert that came after, want 1", n)
+	}
 }
 
 func writeConfig(t *testing.T, path, text string) {

@@ -24,7 +24,7 @@ import (
 
 func newRunCmd(e *env) *cobra.Command {
 	var path, endpos string
-	var check bool
+	var check, resnapshot bool
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the pipelines of a TOML file: sources to sinks, with durable checkpoints",
@@ -48,11 +48,12 @@ SIGTERM or Ctrl-C stops cleanly: queued events are written and acked, exit code 
 					return fmt.Errorf("--endpos: %w", err)
 				}
 			}
-			return runPipeline(cmd.Context(), e, cfg, nil, end)
+			return runPipeline(cmd.Context(), e, cfg, runOptions{endpos: end, resnapshot: resnapshot})
 		},
 	}
 	c.Flags().StringVar(&path, "config", "pgfeed.toml", "the pipeline's TOML file")
 	c.Flags().BoolVar(&check, "check", false, "validate the file and exit")
+	c.Flags().BoolVar(&resnapshot, "resnapshot", false, "start every source over: drop its slot and checkpoints, create the slot again and read every row (after a lost slot or a move to another server)")
 	c.Flags().StringVar(&endpos, "endpos", "", "stop every source once this LSN is reached (for benchmarks and tests)")
 	return c
 }
@@ -73,7 +74,7 @@ func newReplayCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runPipeline(cmd.Context(), e, cfg, &replay{from: lsn, source: sourceName, sinks: sinks}, 0)
+			return runPipeline(cmd.Context(), e, cfg, runOptions{replay: &replay{from: lsn, source: sourceName, sinks: sinks}})
 		},
 	}
 	c.Flags().StringVar(&path, "config", "pgfeed.toml", "the pipeline's TOML file")
@@ -98,7 +99,15 @@ func newLogger(e *env, l config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(e.stderr, opts))
 }
 
-func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay, endpos event.LSN) error {
+// runOptions are what run and replay add to the config.
+type runOptions struct {
+	replay     *replay
+	endpos     event.LSN
+	resnapshot bool
+}
+
+func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOptions) error {
+	rp := opts.replay
 	log := newLogger(e, cfg.Log)
 	// The port is taken first: a second pgfeed started with the same file
 	// fails here with one clear line, before it waits on the checkpoint
@@ -131,7 +140,13 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay, en
 		return err
 	}
 	for i := range p.Sources {
-		p.Sources[i].Stream.EndLSN = endpos
+		p.Sources[i].Stream.EndLSN = opts.endpos
+	}
+	if opts.resnapshot {
+		if err := startOver(ctx, p, store, log); err != nil {
+			p.CloseSinks()
+			return err
+		}
 	}
 	log.Info("pgfeed run starting", "sources", len(p.Sources), "sinks", len(p.Sinks), "checkpoint", cfg.Checkpoint)
 	g, gctx := errgroup.WithContext(ctx)
@@ -217,6 +232,31 @@ func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Statu
 	}, nil
 }
 
+// startOver makes every source begin anew: its slot dropped (a lost or
+// foreign one is no use), what the checkpoint holds for it forgotten, and
+// an initial snapshot read from the new slot.
+func startOver(ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Store, log *slog.Logger) error {
+	for i := range p.Sources {
+		src := &p.Sources[i]
+		db, err := source.Connect(ctx, src.Stream.DSN)
+		if err != nil {
+			return err
+		}
+		_, err = db.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", src.Stream.Slot)
+		db.Close(context.Background())
+		if err != nil {
+			return &source.UserError{Msg: fmt.Sprintf("--resnapshot: dropping slot %q of source %s: %v (stop whatever streams from it)", src.Stream.Slot, src.Name, err), Err: err}
+		}
+		if err := store.ForgetSource(src.Name); err != nil {
+			return fmt.Errorf("--resnapshot: %w", err)
+		}
+		src.Snapshot = true
+		src.Stream.Create = true
+		log.Warn("starting over: slot and checkpoints dropped, every row is read again", "source", src.Name, "slot", src.Stream.Slot)
+	}
+	return nil
+}
+
 // rewind moves the checkpoints of the replayed sinks back before rp.from,
 // after checking that the slot still retains that position.
 func rewind(ctx context.Context, cfg *config.Config, store *checkpoint.Store, rp *replay) error {
@@ -255,6 +295,16 @@ func rewind(ctx context.Context, cfg *config.Config, store *checkpoint.Store, rp
 		if cfg.Sink(name) == nil {
 			return fmt.Errorf("--sinks: unknown sink %q", name)
 		}
+		// Moving a checkpoint forward would skip what lies in between.
+		durable, _, err := store.Position(src.Name, name)
+		if err != nil {
+			return fmt.Errorf("reading the checkpoint of sink %s: %w", name, err)
+		}
+		if rp.from-1 > durable {
+			return &source.UserError{Msg: fmt.Sprintf("replay: --from %s is beyond what sink %s has received (everything up to %s): moving its checkpoint there would skip the changes in between; give a position at or before %s", rp.from, name, durable, durable)}
+		}
+	}
+	for _, name := range sinks {
 		if err := store.SetPosition(src.Name, name, rp.from-1); err != nil {
 			return fmt.Errorf("rewinding sink %s: %w", name, err)
 		}
