@@ -91,8 +91,10 @@ func (c *Chunk) Wait(ctx context.Context) (ChunkResult, error) {
 // chunk's rows whose keys did not change in the window, as read events
 // positioned at the high watermark: the rows it leaves out were delivered
 // by the stream itself in a state at least as new, so a backfilled row never
-// overwrites a newer change. It holds at most one chunk per table being
-// walked, plus the keys changed in one window.
+// overwrites a newer change. That holds as long as a chunk's rows reflect
+// every change the stream delivers before the chunk's low watermark, which
+// the Walker makes sure of (see Walker.waitForWriters). It holds at most one
+// chunk per table being walked, plus the keys changed in one window.
 //
 // A Merger is safe for concurrent use.
 type Merger struct {

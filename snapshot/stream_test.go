@@ -69,35 +69,43 @@ const peekChanges = `SELECT lsn::text, data FROM pg_logical_slot_peek_binary_cha
 	'proto_version', '1', 'publication_names', $3, 'messages', 'true')`
 
 func (s *testStream) poll(ctx context.Context, max int, advance bool, deliver func(*event.Event), commit func(event.LSN)) (int, error) {
-	rows, err := s.conn.Query(ctx, peekChanges, s.slot, max, s.pub)
-	var pgErr *pgconn.PgError
-	for deadline := time.Now().Add(10 * time.Second); errors.As(err, &pgErr) && pgErr.Code == "55006" && time.Now().Before(deadline); {
-		// The backend of a poll cancelled on another connection may hold the
-		// slot a moment longer.
-		time.Sleep(20 * time.Millisecond)
-		rows, err = s.conn.Query(ctx, peekChanges, s.slot, max, s.pub)
-	}
-	if err != nil {
-		return 0, err
-	}
 	type change struct {
 		lsn  event.LSN
 		data []byte
 	}
 	var changes []change
-	for rows.Next() {
-		var lsn string
-		var data []byte
-		if err := rows.Scan(&lsn, &data); err != nil {
-			return 0, err
-		}
-		l, err := event.ParseLSN(lsn)
+	peek := func() error {
+		changes = changes[:0]
+		rows, err := s.conn.Query(ctx, peekChanges, s.slot, max, s.pub)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		changes = append(changes, change{l, data})
+		for rows.Next() {
+			var lsn string
+			var data []byte
+			if err := rows.Scan(&lsn, &data); err != nil {
+				rows.Close()
+				return err
+			}
+			l, err := event.ParseLSN(lsn)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			changes = append(changes, change{l, data})
+		}
+		// The slot's error comes once the function runs, after Query returned.
+		return rows.Err()
 	}
-	if err := rows.Err(); err != nil {
+	err := peek()
+	var pgErr *pgconn.PgError
+	for deadline := time.Now().Add(10 * time.Second); errors.As(err, &pgErr) && pgErr.Code == "55006" && time.Now().Before(deadline); {
+		// The backend of a poll cancelled on another connection may hold the
+		// slot a moment longer.
+		time.Sleep(20 * time.Millisecond)
+		err = peek()
+	}
+	if err != nil {
 		return 0, err
 	}
 	var end event.LSN

@@ -45,7 +45,9 @@ type WalkerOptions struct {
 	MaxRetries int
 	// Types caches type lookups; nil means a fresh cache.
 	Types *catalog.Types
-	// Logger hears about tables read whole for want of a key; nil: silent.
+	// Logger hears about tables read whole for want of a key, and about
+	// chunks that wait long for the transactions writing to their table;
+	// nil: silent.
 	Logger *slog.Logger
 }
 
@@ -255,13 +257,18 @@ func (w *Walker) walkWhole(ctx context.Context, t *Table) (Progress, error) {
 	}
 }
 
-// readChunk writes the low watermark, reads rows, hands the chunk to the
-// sink and writes the high watermark, in that order: the chunk must be in
-// the sink before the stream can reach its high watermark.
+// readChunk writes the low watermark, waits for the transactions writing
+// to the table (see waitForWriters), reads rows, hands the chunk to the sink
+// and writes the high watermark, in that order: the rows must reflect every
+// change committed before the low watermark, and the chunk must be in the
+// sink before the stream can reach its high watermark.
 func (w *Walker) readChunk(ctx context.Context, t *Table, read func() ([]event.Row, error)) (*Chunk, error) {
 	w.chunk++
 	wm := Watermark{Backfill: w.id, Schema: t.Rel.Schema, Table: t.Rel.Table, Chunk: w.chunk, Kind: WatermarkLow, Key: t.KeyNames()}
 	if err := w.emit(ctx, wm); err != nil {
+		return nil, fmt.Errorf("backfilling %q: %w", t.Name(), err)
+	}
+	if err := w.waitForWriters(ctx, t); err != nil {
 		return nil, fmt.Errorf("backfilling %q: %w", t.Name(), err)
 	}
 	rows, err := read()
