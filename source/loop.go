@@ -225,13 +225,41 @@ func (l *loop) handleWAL(ctx context.Context, walStart event.LSN, wal []byte) er
 		if lm, ok := msg.(*pgoutput.LogicalMessage); ok && !lm.Transactional {
 			return l.decode(ctx, walStart, msg) // not part of the transaction
 		}
-		if err := sp.add(l.streamXID, uint64(walStart), wal); err != nil {
+		if err := sp.add(spoolXID(msg), uint64(walStart), wal); err != nil {
 			return err
 		}
 		l.s.stats.spooled.Add(uint64(len(wal) + spoolRecordHeader))
 		return nil
 	}
 	return l.decode(ctx, walStart, msg)
+}
+
+// spoolXID is the (sub)transaction a streamed message belongs to, as
+// pgoutput v2 sends it with each change and relation: a StreamAbort of a
+// subtransaction discards exactly what was spooled under its xid
+// (PostgreSQL sends one per aborted subtransaction, its released children
+// included). A Relation sent under an aborted subtransaction goes with it,
+// as it would in a transaction that was not streamed: pgoutput forgets what
+// it described in the transaction on every StreamAbort and describes a
+// relation again before its next change.
+func spoolXID(msg pgoutput.Message) uint32 {
+	switch m := msg.(type) {
+	case *pgoutput.Insert:
+		return m.XID
+	case *pgoutput.Update:
+		return m.XID
+	case *pgoutput.Delete:
+		return m.XID
+	case *pgoutput.Truncate:
+		return m.XID
+	case *pgoutput.LogicalMessage:
+		return m.XID
+	case *pgoutput.Relation:
+		return m.XID
+	case *pgoutput.Type:
+		return m.XID
+	}
+	return 0
 }
 
 // decode turns one message into events and queues them.
