@@ -140,7 +140,10 @@ type Event struct {
 	CommitLSN  LSN
 	XID        uint32
 	CommitTime time.Time
-	Seq        int // 1-based index of the event within its transaction
+	// Seq is the 1-based index of the event within its transaction. Reads
+	// of a snapshot of several tables, which share one CommitLSN, number
+	// each table's rows in a range of its own (snapshot.TableSeqBase).
+	Seq int
 
 	Rel    *Relation // the table of row, truncate and schema events
 	Before Row       // nil when Postgres sent no old row

@@ -114,6 +114,16 @@ func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err
 		conns = append(conns, c)
 	}
 
+	// Reads of several tables share one position: each table gets its own
+	// range of seqs, by its place in name order.
+	seqBase := map[*Table]int{}
+	if len(tables) > 1 {
+		byName := append([]*Table(nil), tables...)
+		sort.Slice(byName, func(i, j int) bool { return byName[i].Name() < byName[j].Name() })
+		for i, t := range byName {
+			seqBase[t] = TableSeqBase(i)
+		}
+	}
 	// Biggest tables first, so that parallel workers finish close together.
 	sort.SliceStable(tables, func(i, j int) bool { return tables[i].EstimatedRows > tables[j].EstimatedRows })
 	queue := make(chan *Table, len(tables))
@@ -128,7 +138,9 @@ func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err
 	for i, conn := range conns {
 		g.Go(func() error {
 			for t := range queue {
-				n, err := ReadTable(gctx, conn, t, r.read, func(e *event.Event) error { return r.fn(i, e) })
+				opts := r.read
+				opts.SeqBase = seqBase[t]
+				n, err := ReadTable(gctx, conn, t, opts, func(e *event.Event) error { return r.fn(i, e) })
 				mu.Lock()
 				stats.Rows += n
 				mu.Unlock()
