@@ -282,6 +282,13 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 				return fmt.Errorf("resolving column types of %s.%s: %w", m.Namespace, m.Name, err)
 			}
 		}
+		// Looked up at every Relation message, which pgoutput sends again
+		// after the table changed: a key added or dropped counts from then on.
+		key, err := catalog.Key(ctx, l.meta, m.OID)
+		if err != nil {
+			return fmt.Errorf("resolving the key of %s.%s: %w", m.Namespace, m.Name, err)
+		}
+		l.dec.setKey(m.OID, key)
 	case *pgoutput.LogicalMessage:
 		if !m.Transactional {
 			l.s.tracker.single(event.LSN(m.LSN))
