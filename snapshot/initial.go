@@ -20,7 +20,9 @@ type SnapshotOptions struct {
 	Workers int
 	// Position is the LSN the snapshot is consistent with: the consistent
 	// point CREATE_REPLICATION_SLOT returned with the snapshot. Every event
-	// carries it as LSN and CommitLSN. Zero when unknown.
+	// carries it as LSN and CommitLSN, and a Seq of its own among the
+	// snapshot's reads and the changes of a transaction committed at that
+	// very position (see TableSeqBase). Zero when unknown.
 	Position event.LSN
 	// Types caches type lookups; nil means a fresh cache.
 	Types *catalog.Types
@@ -115,13 +117,20 @@ func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err
 	}
 
 	// Reads of several tables share one position: each table gets its own
-	// range of seqs, by its place in name order.
+	// range of seqs, by its place in name order. A position in the WAL (a
+	// slot's consistent point) is shared with the transaction that may
+	// commit right there, whose changes number from 1: the reads then
+	// leave it the first range.
 	seqBase := map[*Table]int{}
-	if len(tables) > 1 {
+	firstTable := 0
+	if r.read.Position != 0 {
+		firstTable = 1
+	}
+	if len(tables) > 1 || firstTable > 0 {
 		byName := append([]*Table(nil), tables...)
 		sort.Slice(byName, func(i, j int) bool { return byName[i].Name() < byName[j].Name() })
 		for i, t := range byName {
-			seqBase[t] = TableSeqBase(i)
+			seqBase[t] = TableSeqBase(firstTable + i)
 		}
 	}
 	// Biggest tables first, so that parallel workers finish close together.

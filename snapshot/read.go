@@ -26,16 +26,18 @@ type ReadOptions struct {
 const seqBits = 32
 
 // MaxTableRows is the most rows one table of a multi-table snapshot can
-// give: beyond it, its seqs would run into the next table's.
+// give: beyond it, its seqs would run into the next table's. It is also
+// the highest seq of a transaction's changes that reads never take.
 const MaxTableRows = 1<<seqBits - 1
 
-// TableSeqBase returns the SeqBase of the table at ordinal (0-based) in a
-// snapshot of several tables: each table owns the seqs from
-// ordinal<<32 + 1, so that every read of the snapshot has its own
-// commit_lsn and seq (DESIGN.md, Event identity) however the tables are
-// read in parallel. The ordinal is the table's place among the snapshot's
-// tables sorted by name, so the same tables get the same seqs again; up to
-// 2^21 tables keep every seq an exact JSON number (below 2^53).
+// TableSeqBase returns the SeqBase of the table at ordinal in a snapshot
+// of several tables: each table owns the seqs from ordinal<<32 + 1, so
+// that every read of the snapshot has its own commit_lsn and seq (DESIGN.md,
+// Event identity) however the tables are read in parallel. ReadSnapshot and
+// Export number tables in name order, so the same tables get the same seqs
+// again, from ordinal 1 when the snapshot has a position in the WAL (where
+// a transaction can commit too, its changes numbered from 1), else from 0.
+// Up to 2^21 tables keep every seq an exact JSON number (below 2^53).
 func TableSeqBase(ordinal int) int { return ordinal << seqBits }
 
 // ReadTable reads every row of t with COPY ... TO STDOUT in text format and

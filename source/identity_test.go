@@ -67,6 +67,11 @@ func TestEventIdentityUnique(t *testing.T) {
 		check(e)
 		if e.Op == event.OpRead {
 			consistent = e.CommitLSN
+			// A transaction can commit right at the consistent point: its
+			// changes number from 1, and the reads must stay clear of them.
+			if e.Seq <= snapshot.MaxTableRows {
+				t.Fatalf("a read of the initial snapshot has seq %d, which a transaction committed at the consistent point can have too: %s", e.Seq, e.AppendJSON(nil))
+			}
 		}
 		if e.Op == event.OpCommit && e.XID == 0 && e.CommitLSN == consistent {
 			break // the end of the initial snapshot
