@@ -45,6 +45,9 @@ type loop struct {
 	inStream  bool
 	streamXID uint32
 	spools    map[uint32]*spool
+	// keyed holds the relations whose key was looked up in the transaction
+	// being decoded.
+	keyed map[uint32]bool
 }
 
 func (l *loop) run(ctx context.Context) (err error) {
@@ -276,19 +279,29 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 		}
 		l.s.tracker.begin(event.LSN(m.FinalLSN))
 		l.s.stats.txns.Add(1)
+		clear(l.keyed)
 	case *pgoutput.Relation:
 		if missing := l.types.Missing(relationTypes(m)); len(missing) > 0 {
 			if err := l.types.Resolve(ctx, l.meta, missing); err != nil {
 				return fmt.Errorf("resolving column types of %s.%s: %w", m.Namespace, m.Name, err)
 			}
 		}
-		// Looked up at every Relation message, which pgoutput sends again
-		// after the table changed: a key added or dropped counts from then on.
-		key, err := catalog.Key(ctx, l.meta, m.OID)
-		if err != nil {
-			return fmt.Errorf("resolving the key of %s.%s: %w", m.Namespace, m.Name, err)
+		// Looked up again in every transaction that describes the table
+		// (pgoutput does so after the table changed), so that a key added or
+		// dropped counts from then on; but once per transaction only, since
+		// a streamed one describes its tables anew after each rolled-back
+		// savepoint.
+		if !l.keyed[m.OID] {
+			key, err := catalog.Key(ctx, l.meta, m.OID)
+			if err != nil {
+				return fmt.Errorf("resolving the key of %s.%s: %w", m.Namespace, m.Name, err)
+			}
+			l.dec.setKey(m.OID, key)
+			if l.keyed == nil {
+				l.keyed = map[uint32]bool{}
+			}
+			l.keyed[m.OID] = true
 		}
-		l.dec.setKey(m.OID, key)
 	case *pgoutput.LogicalMessage:
 		if !m.Transactional {
 			l.s.tracker.single(event.LSN(m.LSN))
