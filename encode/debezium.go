@@ -184,7 +184,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 			fields = append(fields, ',')
 		}
 		var conv dbzConv
-		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.Identity)
+		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.NoKey)
 		r.cols[i].conv = conv
 	}
 	prefix := d.opts.serverName() + "." + rel.Schema + "." + rel.Table
@@ -212,7 +212,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 
 // appendDebeziumField appends the Kafka Connect schema of one column and
 // returns how its values are converted and what an unavailable value is.
-func appendDebeziumField(dst []byte, col *event.Column, identity byte) ([]byte, dbzConv, string) {
+func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbzConv, string) {
 	const unavailable = `"` + debeziumUnavailable + `"`
 	var (
 		typ         = "string"
@@ -286,9 +286,8 @@ func appendDebeziumField(dst []byte, col *event.Column, identity byte) ([]byte, 
 		dst = append(dst, `","optional":true}`...)
 	}
 	// Key columns of a primary key or replica identity index are NOT NULL;
-	// under REPLICA IDENTITY FULL every column is flagged, so none is known
-	// to be.
-	optional := !col.Key || identity == event.IdentityFull
+	// a table with neither keys on every column, and none is known to be.
+	optional := !col.Key || noKey
 	if optional {
 		dst = append(dst, `,"optional":true`...)
 	} else {
@@ -569,7 +568,7 @@ func (d *Debezium) appendSchemaChange(dst []byte, e *event.Event) ([]byte, error
 	dst = append(dst, `,"table":{"primaryKeyColumnNames":[`...)
 	n := 0
 	for _, c := range rel.Columns {
-		if c.Key && rel.Identity != event.IdentityFull {
+		if c.Key && !rel.NoKey {
 			if n > 0 {
 				dst = append(dst, ',')
 			}
@@ -595,7 +594,7 @@ func (d *Debezium) appendSchemaChange(dst []byte, e *event.Event) ([]byte, error
 		dst = appendFormatTypeJSON(dst, c)
 		dst = append(dst, `,"position":`...)
 		dst = appendInt(dst, int64(i+1))
-		if !c.Key || rel.Identity == event.IdentityFull {
+		if !c.Key || rel.NoKey {
 			dst = append(dst, `,"optional":true}`...)
 		} else {
 			dst = append(dst, `,"optional":false}`...)

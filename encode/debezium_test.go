@@ -392,3 +392,56 @@ func TestDebeziumOtherEvents(t *testing.T) {
 		t.Errorf("column 15 = %v", name)
 	}
 }
+
+// Key columns are NOT NULL, so not optional, whatever the table's replica
+// identity; a table without key keys on every column and none is known to be
+// NOT NULL.
+func TestDebeziumKeyOptionality(t *testing.T) {
+	enc := NewDebezium(Options{DebeziumPayloadOnly: true, Database: "app", Now: testOptions().Now})
+	for _, tc := range []struct {
+		name     string
+		rel      *event.Relation
+		pk       string
+		optional map[string]bool
+	}{
+		{"primary key under FULL", &event.Relation{Schema: "public", Table: "fullpk", Identity: event.IdentityFull, Columns: []event.Column{
+			{Name: "id", Type: event.BuiltinType(23), Key: true}, {Name: "v", Type: event.BuiltinType(25)}}},
+			`["id"]`, map[string]bool{"id": false, "v": true}},
+		{"no key", &event.Relation{Schema: "public", Table: "nopk", Identity: event.IdentityDefault, NoKey: true, Columns: []event.Column{
+			{Name: "id", Type: event.BuiltinType(23), Key: true}, {Name: "v", Type: event.BuiltinType(25), Key: true}}},
+			`[]`, map[string]bool{"id": true, "v": true}},
+	} {
+		out, err := enc.Encode(nil, &event.Event{Op: event.OpSchema, Schema: tc.rel.Schema, Table: tc.rel.Table, Rel: tc.rel, CommitLSN: 0x10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := decodeJSON(t, out)["tableChanges"].([]any)[0].(map[string]any)["table"].(map[string]any)
+		if pk, _ := json.Marshal(table["primaryKeyColumnNames"]); string(pk) != tc.pk {
+			t.Errorf("%s: primaryKeyColumnNames %s, want %s", tc.name, pk, tc.pk)
+		}
+		for _, c := range table["columns"].([]any) {
+			c := c.(map[string]any)
+			if c["optional"] != tc.optional[c["name"].(string)] {
+				t.Errorf("%s: column %v optional %v", tc.name, c["name"], c["optional"])
+			}
+		}
+		ins := &event.Event{Op: event.OpInsert, Schema: tc.rel.Schema, Table: tc.rel.Table, Rel: tc.rel, CommitLSN: 0x10, Seq: 1,
+			After: event.Row{{State: event.Text, Raw: []byte("1")}, {State: event.Null}}}
+		out, err = NewDebezium(testOptions()).Encode(nil, ins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range decodeJSON(t, out)["schema"].(map[string]any)["fields"].([]any) {
+			f := f.(map[string]any)
+			if f["field"] != "after" {
+				continue
+			}
+			for _, c := range f["fields"].([]any) {
+				c := c.(map[string]any)
+				if c["optional"] != tc.optional[c["field"].(string)] {
+					t.Errorf("%s: value field %v optional %v", tc.name, c["field"], c["optional"])
+				}
+			}
+		}
+	}
+}

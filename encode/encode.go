@@ -147,9 +147,10 @@ func (JSON) Encode(dst []byte, e *event.Event) ([]byte, error) {
 // AppendKey appends the event's key as a JSON object of its key columns,
 // such as {"id":2}, using the native type mapping, and reports whether there
 // was one. The key comes from the new row when there is one, else from the
-// old row. Events without a row or without key columns (no primary key and
-// REPLICA IDENTITY DEFAULT or NOTHING) have no key; dst is then returned
-// unchanged. Sinks use it as the message key, so that every change of a row
+// old row. The key columns are the primary key or replica identity index,
+// or every column of a table with neither (event.Column.Key). Events
+// without a row, or whose key columns were not sent, have no key; dst is
+// then returned unchanged. Sinks use it as the message key, so that every change of a row
 // lands in the same partition.
 func AppendKey(dst []byte, e *event.Event) ([]byte, bool) {
 	if e == nil || e.Rel == nil {

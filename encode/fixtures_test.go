@@ -41,7 +41,7 @@ func columns(fullIdentity bool) []event.Column {
 		{Name: "small", Type: typ(21), TypeMod: -1},
 	}
 	if fullIdentity {
-		// pgoutput flags every column as part of the identity under FULL.
+		// A table without key (here under REPLICA IDENTITY FULL) keys on every column.
 		for i := range cols {
 			cols[i].Key = true
 		}
@@ -51,7 +51,7 @@ func columns(fullIdentity bool) []event.Column {
 
 var (
 	relData = &event.Relation{OID: 16384, Schema: "public", Table: "data", Identity: event.IdentityDefault, Columns: columns(false)}
-	relFull = &event.Relation{OID: 16390, Schema: "public", Table: "audit", Identity: event.IdentityFull, Columns: columns(true)}
+	relFull = &event.Relation{OID: 16390, Schema: "public", Table: "audit", Identity: event.IdentityFull, Columns: columns(true), NoKey: true}
 )
 
 func text(s string) event.Value { return event.Value{State: event.Text, Raw: []byte(s)} }

@@ -57,10 +57,10 @@ func (c *relCache[T]) get(rel *event.Relation) (T, error) {
 }
 
 // sameShape reports whether two descriptions of a table would give the same
-// encoding: same identity, and the same columns with the same names, types,
+// encoding: same identity and keyedness, and the same columns with the same names, types,
 // modifiers and key flags.
 func sameShape(a, b *event.Relation) bool {
-	if a.Schema != b.Schema || a.Table != b.Table || a.Identity != b.Identity || len(a.Columns) != len(b.Columns) {
+	if a.Schema != b.Schema || a.Table != b.Table || a.Identity != b.Identity || a.NoKey != b.NoKey || len(a.Columns) != len(b.Columns) {
 		return false
 	}
 	for i := range a.Columns {

@@ -52,7 +52,10 @@ type Column struct {
 	Name    string
 	Type    *Type
 	TypeMod int32
-	Key     bool // part of the replica identity (or of the key used by a snapshot)
+	// Key: part of the event's key, the replica identity index or primary
+	// key, whatever the table's REPLICA IDENTITY; every column when the
+	// table has neither (Relation.NoKey).
+	Key bool
 }
 
 // Replica identity settings, as pgoutput sends them in Relation.Identity.
@@ -71,6 +74,10 @@ type Relation struct {
 	Table    string
 	Identity byte
 	Columns  []Column
+	// NoKey says the table has neither a primary key nor a replica
+	// identity index: every column is then flagged Key, since the event's
+	// key is the whole row (DESIGN.md), but none is known to be NOT NULL.
+	NoKey bool
 }
 
 // KeyColumns returns the indexes of the key columns.
@@ -140,7 +147,10 @@ type Event struct {
 	CommitLSN  LSN
 	XID        uint32
 	CommitTime time.Time
-	Seq        int // 1-based index of the event within its transaction
+	// Seq is the 1-based index of the event within its transaction. Reads
+	// of a snapshot of several tables, which share one CommitLSN, number
+	// each table's rows in a range of its own (snapshot.TableSeqBase).
+	Seq int
 
 	Rel    *Relation // the table of row, truncate and schema events
 	Before Row       // nil when Postgres sent no old row

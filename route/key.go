@@ -4,9 +4,10 @@ import "github.com/pgfeed/pgfeed/event"
 
 // Key returns the message key of a row event: its key columns as a compact
 // JSON object in the relation's column order, {"id":2}, with values mapped as
-// in the event's JSON. It returns nil when the event has no row, its table
-// has no key columns (REPLICA IDENTITY NOTHING, or a table without a primary
-// key) or none of them was sent.
+// in the event's JSON: the primary key or replica identity index, whatever
+// the table's REPLICA IDENTITY, or every column of a table with neither
+// (event.Column.Key). It returns nil when the event has no row or none of
+// its key columns was sent.
 //
 // Each key column is taken from the new row, or from the old row when the new
 // row lacks it: an update that leaves a TOASTed key column untouched does not

@@ -15,7 +15,7 @@ import (
 type Record struct {
 	Event *event.Event // the event itself, for sinks that need its metadata
 	Topic string       // destination chosen by routing, e.g. "public.users"
-	Key   []byte       // message key: the encoded primary key, nil when none
+	Key   []byte       // message key: the encoded event key (route.Key), nil when none
 	Value []byte       // the encoded event
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/jackc/pgx/v5"
@@ -17,7 +18,7 @@ type Table struct {
 	// Rel lists the columns in attnum order. Dropped columns are skipped, and
 	// so are generated columns, because pgoutput (before PostgreSQL 18) does
 	// not send them either and a read event must look like an insert of the
-	// same row. Columns of the walking key have Key set.
+	// same row. Columns of the event's key (catalog.Key) have Key set.
 	Rel *event.Relation
 	// Key holds the indexes into Rel.Columns of the walking key, in index
 	// column order. It is empty when the table has no usable key.
@@ -147,10 +148,33 @@ func Describe(ctx context.Context, q catalog.Querier, types *catalog.Types, name
 	if err := chooseKey(ctx, q, info.oid, t, cols); err != nil {
 		return nil, fmt.Errorf("describing table %q: %w", t.Name(), err)
 	}
-	for _, k := range t.Key {
-		t.Rel.Columns[k].Key = true
+	key, err := catalog.Key(ctx, q, info.oid)
+	if err != nil {
+		return nil, fmt.Errorf("describing table %q: %w", t.Name(), err)
 	}
+	markKey(t.Rel, key)
 	return t, nil
+}
+
+// markKey flags the columns of the event's key, as the change stream does
+// (catalog.Key): reads and changes of a row carry the same key. That is not
+// always the walking key, which may be any unique index on NOT NULL
+// columns. A table with neither key keys on every column.
+func markKey(rel *event.Relation, key []string) {
+	found := 0
+	for i := range rel.Columns {
+		if slices.Contains(key, rel.Columns[i].Name) {
+			rel.Columns[i].Key = true
+			found++
+		}
+	}
+	if found > 0 && found == len(key) {
+		return
+	}
+	rel.NoKey = true
+	for i := range rel.Columns {
+		rel.Columns[i].Key = true
+	}
 }
 
 type tableInfo struct {

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,19 +34,22 @@ func TestDescribe(t *testing.T) {
 		types       []string
 		key         []string
 		identity    byte
+		// eventKey are the columns of the events' key, when not the walking
+		// key: without primary key or replica identity index, every column.
+		eventKey []string
 	}{
 		{"composite primary key, dropped and generated columns skipped", "pk",
-			[]string{"a", "b", "c"}, []string{"integer", "text", "mood"}, []string{"b", "a"}, event.IdentityDefault},
+			[]string{"a", "b", "c"}, []string{"integer", "text", "mood"}, []string{"b", "a"}, event.IdentityDefault, nil},
 		{"replica identity index before primary key", "public.ri",
-			[]string{"id", "code"}, []string{"integer", "text"}, []string{"code"}, event.IdentityIndex},
+			[]string{"id", "code"}, []string{"integer", "text"}, []string{"code"}, event.IdentityIndex, nil},
 		{"unique not-null index with fewest columns", "uq",
-			[]string{"x", "y", "z"}, []string{"integer", "integer", "integer"}, []string{"z"}, event.IdentityDefault},
+			[]string{"x", "y", "z"}, []string{"integer", "integer", "integer"}, []string{"z"}, event.IdentityDefault, []string{"x", "y", "z"}},
 		{"nullable unique index is no key", "nokey",
-			[]string{"x", "y"}, []string{"integer", "text"}, nil, event.IdentityDefault},
+			[]string{"x", "y"}, []string{"integer", "text"}, nil, event.IdentityDefault, []string{"x", "y"}},
 		{"quoted identifiers", `"My Schema"."Ta.ble"`,
-			[]string{"Id"}, []string{"bigint"}, []string{"Id"}, event.IdentityDefault},
+			[]string{"Id"}, []string{"bigint"}, []string{"Id"}, event.IdentityDefault, nil},
 		{"unquoted names fold to lower case", `OTHER.PK`,
-			[]string{"z"}, []string{"integer"}, []string{"z"}, event.IdentityDefault},
+			[]string{"z"}, []string{"integer"}, []string{"z"}, event.IdentityDefault, nil},
 	}
 	types := catalog.NewTypes()
 	for _, tt := range tests {
@@ -72,8 +76,12 @@ func TestDescribe(t *testing.T) {
 			for _, i := range tab.Rel.KeyColumns() {
 				keyFlags = append(keyFlags, tab.Rel.Columns[i].Name)
 			}
-			if len(keyFlags) != len(tt.key) {
-				t.Errorf("Key flags on %v, want %v", keyFlags, tt.key)
+			wantFlags := tt.eventKey
+			if wantFlags == nil {
+				wantFlags = tt.key
+			}
+			if !sameSet(keyFlags, wantFlags) || tab.Rel.NoKey != (tt.eventKey != nil) {
+				t.Errorf("Key flags on %v (NoKey %v), want %v", keyFlags, tab.Rel.NoKey, wantFlags)
 			}
 			if (tab.NoKey() == nil) != (len(tt.key) > 0) {
 				t.Errorf("NoKey() = %v with key %v", tab.NoKey(), tt.key)
@@ -88,6 +96,13 @@ func TestDescribe(t *testing.T) {
 		t.Fatalf("pk on search_path other,public: %v, %v", tab, err)
 	}
 	pgtest.Exec(t, conn, "RESET search_path")
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 func TestDescribeBadInput(t *testing.T) {

@@ -36,6 +36,7 @@ func TestExport(t *testing.T) {
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(nil, 1<<20)
 	lines := 0
+	seqs := map[int]string{} // one position for all: each read needs a seq of its own
 	for sc.Scan() {
 		lines++
 		var e struct {
@@ -50,6 +51,10 @@ func TestExport(t *testing.T) {
 			t.Fatalf("line %d: %s", lines, sc.Bytes())
 		}
 		counts[e.Table]++
+		if prev, dup := seqs[e.Seq]; dup {
+			t.Fatalf("seq %d twice, in %s and %s", e.Seq, prev, e.Table)
+		}
+		seqs[e.Seq] = e.Table
 	}
 	if counts["a"] != 3000 || counts["b"] != 2000 || stats.Rows != 5000 || stats.Tables != 2 {
 		t.Errorf("counts %v, stats %+v", counts, stats)

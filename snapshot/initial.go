@@ -20,7 +20,9 @@ type SnapshotOptions struct {
 	Workers int
 	// Position is the LSN the snapshot is consistent with: the consistent
 	// point CREATE_REPLICATION_SLOT returned with the snapshot. Every event
-	// carries it as LSN and CommitLSN. Zero when unknown.
+	// carries it as LSN and CommitLSN, and a Seq of its own among the
+	// snapshot's reads and the changes of a transaction committed at that
+	// very position (see TableSeqBase). Zero when unknown.
 	Position event.LSN
 	// Types caches type lookups; nil means a fresh cache.
 	Types *catalog.Types
@@ -123,6 +125,23 @@ func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err
 		conns = append(conns, c)
 	}
 
+	// Reads of several tables share one position: each table gets its own
+	// range of seqs, by its place in name order. A position in the WAL (a
+	// slot's consistent point) is shared with the transaction that may
+	// commit right there, whose changes number from 1: the reads then
+	// leave it the first range.
+	seqBase := map[*Table]int{}
+	firstTable := 0
+	if r.read.Position != 0 {
+		firstTable = 1
+	}
+	if len(tables) > 1 || firstTable > 0 {
+		byName := append([]*Table(nil), tables...)
+		sort.Slice(byName, func(i, j int) bool { return byName[i].Name() < byName[j].Name() })
+		for i, t := range byName {
+			seqBase[t] = TableSeqBase(firstTable + i)
+		}
+	}
 	// Biggest tables first, so that parallel workers finish close together.
 	sort.SliceStable(tables, func(i, j int) bool { return tables[i].EstimatedRows > tables[j].EstimatedRows })
 	queue := make(chan *Table, len(tables))
@@ -137,7 +156,9 @@ func (r *tableReader) run(ctx context.Context, names []string) (stats Stats, err
 	for i, conn := range conns {
 		g.Go(func() error {
 			for t := range queue {
-				n, err := ReadTable(gctx, conn, t, r.read, func(e *event.Event) error { return r.fn(i, e) })
+				opts := r.read
+				opts.SeqBase = seqBase[t]
+				n, err := ReadTable(gctx, conn, t, opts, func(e *event.Event) error { return r.fn(i, e) })
 				mu.Lock()
 				stats.Rows += n
 				mu.Unlock()

@@ -15,10 +15,34 @@ type ReadOptions struct {
 	// consistent point of the slot whose snapshot is read. It becomes LSN
 	// and CommitLSN of every event. Zero when unknown.
 	Position event.LSN
+	// SeqBase is added to each row's number to make its Seq: reads of
+	// several tables at one Position need seqs of their own (see
+	// TableSeqBase). Zero numbers rows from 1.
+	SeqBase int
 }
 
+// seqBits is the share of Seq that numbers the rows of one table in a
+// snapshot of several; the bits above it number the table.
+const seqBits = 32
+
+// MaxTableRows is the most rows one table of a multi-table snapshot can
+// give: beyond it, its seqs would run into the next table's. It is also
+// the highest seq of a transaction's changes that reads never take.
+const MaxTableRows = 1<<seqBits - 1
+
+// TableSeqBase returns the SeqBase of the table at ordinal in a snapshot
+// of several tables: each table owns the seqs from ordinal<<32 + 1, so
+// that every read of the snapshot has its own commit_lsn and seq (DESIGN.md,
+// Event identity) however the tables are read in parallel. ReadSnapshot and
+// Export number tables in name order, so the same tables get the same seqs
+// again, from ordinal 1 when the snapshot has a position in the WAL (where
+// a transaction can commit too, its changes numbered from 1), else from 0.
+// Up to 2^21 tables keep every seq an exact JSON number (below 2^53).
+func TableSeqBase(ordinal int) int { return ordinal << seqBits }
+
 // ReadTable reads every row of t with COPY ... TO STDOUT in text format and
-// calls fn with a read event for each, Seq counting rows from 1. It streams:
+// calls fn with a read event for each, Seq counting rows from
+// opts.SeqBase+1. It streams:
 // memory stays at one row whatever the table's size. It returns the number
 // of rows read.
 //
@@ -38,7 +62,10 @@ func ReadTable(ctx context.Context, conn *pgx.Conn, t *Table, opts ReadOptions, 
 	}
 	w := &copyRowWriter{ncols: len(t.Rel.Columns)}
 	w.fn = func(row event.Row) error {
-		ev.Seq = int(w.rows)
+		if opts.SeqBase != 0 && w.rows > MaxTableRows {
+			return fmt.Errorf("more than %d rows: too many for one table of a multi-table snapshot, whose reads need seqs of their own; read the table alone", MaxTableRows)
+		}
+		ev.Seq = opts.SeqBase + int(w.rows)
 		ev.After = row
 		return fn(&ev)
 	}

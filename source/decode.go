@@ -2,6 +2,7 @@ package source
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pgfeed/pgfeed/event"
@@ -14,6 +15,9 @@ import (
 type relState struct {
 	rel  *event.Relation
 	keep bool
+	// identity flags the replica identity columns, which a key-only old
+	// row ('K') holds; the event's key is in rel.
+	identity []bool
 }
 
 // decoder turns pgoutput messages into events. It holds the relation cache
@@ -25,6 +29,10 @@ type decoder struct {
 	schemas   bool // emit schema events
 	txnEvents bool // emit begin/commit events
 	rels      map[uint32]*relState
+	// keys are the key columns the catalog gave for a relation (see
+	// catalog.Key), set by the caller before the relation's Relation
+	// message reaches the decoder.
+	keys map[uint32][]string
 
 	// The transaction being decoded.
 	inTxn      bool
@@ -35,8 +43,11 @@ type decoder struct {
 }
 
 func newDecoder(types *catalog.Types, tables tableSelection, schemas, txnEvents bool) *decoder {
-	return &decoder{types: types, tables: tables, schemas: schemas, txnEvents: txnEvents, rels: map[uint32]*relState{}}
+	return &decoder{types: types, tables: tables, schemas: schemas, txnEvents: txnEvents, rels: map[uint32]*relState{}, keys: map[uint32][]string{}}
 }
+
+// setKey records the key columns of a relation, for its next Relation message.
+func (d *decoder) setKey(oid uint32, names []string) { d.keys[oid] = names }
 
 // relationTypes lists the type OIDs a Relation message uses.
 func relationTypes(m *pgoutput.Relation) []uint32 {
@@ -154,12 +165,15 @@ func (d *decoder) addRelation(out []*event.Event, walStart event.LSN, m *pgoutpu
 		schema = "pg_catalog"
 	}
 	rel := &event.Relation{OID: m.OID, Schema: schema, Table: m.Name, Identity: m.Identity, Columns: make([]event.Column, len(m.Columns))}
+	identity := make([]bool, len(m.Columns))
 	for i, c := range m.Columns {
-		rel.Columns[i] = event.Column{Name: c.Name, Type: d.types.Type(c.TypeOID), TypeMod: c.TypeMod, Key: c.Key}
+		rel.Columns[i] = event.Column{Name: c.Name, Type: d.types.Type(c.TypeOID), TypeMod: c.TypeMod}
+		identity[i] = c.Key
 	}
+	markKey(rel, d.keys[m.OID], identity)
 	old := d.rels[m.OID]
 	keep := d.tables.match(schema, m.Name)
-	rs := &relState{rel: rel, keep: keep}
+	rs := &relState{rel: rel, keep: keep, identity: identity}
 	d.rels[m.OID] = rs
 	// pgoutput repeats Relation messages (after reconnects, cache
 	// invalidations); a schema event is only news when the columns changed.
@@ -172,8 +186,38 @@ func (d *decoder) addRelation(out []*event.Event, walStart event.LSN, m *pgoutpu
 	return out
 }
 
+// markKey flags the key columns of rel: those named by the catalog's key,
+// else (the catalog named columns the stream does not have, as when it
+// changed since) the replica identity unless it is FULL, else every column.
+func markKey(rel *event.Relation, key []string, identity []bool) {
+	found := 0
+	for i := range rel.Columns {
+		if slices.Contains(key, rel.Columns[i].Name) {
+			rel.Columns[i].Key = true
+			found++
+		}
+	}
+	if found > 0 && found == len(key) {
+		return
+	}
+	found = 0
+	for i := range rel.Columns {
+		rel.Columns[i].Key = identity[i] && rel.Identity != event.IdentityFull
+		if rel.Columns[i].Key {
+			found++
+		}
+	}
+	if found > 0 {
+		return
+	}
+	rel.NoKey = true
+	for i := range rel.Columns {
+		rel.Columns[i].Key = true
+	}
+}
+
 func sameColumns(a, b *event.Relation) bool {
-	if a.Schema != b.Schema || a.Table != b.Table || len(a.Columns) != len(b.Columns) {
+	if a.Schema != b.Schema || a.Table != b.Table || a.NoKey != b.NoKey || len(a.Columns) != len(b.Columns) {
 		return false
 	}
 	for i := range a.Columns {
@@ -189,25 +233,30 @@ func (d *decoder) change(op event.Op, lsn event.LSN, rs *relState, oldKind byte,
 	e := d.base(op, lsn)
 	e.Schema, e.Table, e.Rel = rs.rel.Schema, rs.rel.Table, rs.rel
 	if new != nil {
-		e.After = toRow(new, rs.rel, false)
+		e.After = toRow(new, len(rs.rel.Columns), nil)
 	}
 	if old != nil {
-		e.Before = toRow(old, rs.rel, oldKind == 'K')
+		var keyOnly []bool
+		if oldKind == 'K' {
+			keyOnly = rs.identity
+		}
+		e.Before = toRow(old, len(rs.rel.Columns), keyOnly)
 	}
 	return e
 }
 
-// toRow converts tuple data into a Row. In a key-only old tuple ('K'),
-// Postgres sends NULL for every non-key column; those are Absent, not NULL.
-func toRow(cols []pgoutput.TupleColumn, rel *event.Relation, keyOnly bool) event.Row {
-	row := make(event.Row, len(rel.Columns))
+// toRow converts tuple data into a Row of ncols values. In a key-only old
+// tuple ('K'), Postgres sends NULL for every column outside the replica
+// identity (identity, nil for other tuples): those are Absent, not NULL.
+func toRow(cols []pgoutput.TupleColumn, ncols int, identity []bool) event.Row {
+	row := make(event.Row, ncols)
 	for i := range row {
 		if i >= len(cols) {
 			break // fewer values than columns: leave the rest Absent
 		}
 		c := cols[i]
 		switch {
-		case keyOnly && !rel.Columns[i].Key:
+		case identity != nil && (i >= len(identity) || !identity[i]):
 			row[i].State = event.Absent
 		case c.Kind == pgoutput.ColumnNull:
 			row[i].State = event.Null

@@ -46,6 +46,9 @@ type loop struct {
 	inStream  bool
 	streamXID uint32
 	spools    map[uint32]*spool
+	// keyed holds the relations whose key was looked up in the transaction
+	// being decoded.
+	keyed map[uint32]bool
 }
 
 func (l *loop) run(ctx context.Context) (err error) {
@@ -238,13 +241,41 @@ func (l *loop) handleWAL(ctx context.Context, walStart event.LSN, wal []byte) er
 		if lm, ok := msg.(*pgoutput.LogicalMessage); ok && !lm.Transactional {
 			return l.decode(ctx, walStart, msg) // not part of the transaction
 		}
-		if err := sp.add(l.streamXID, uint64(walStart), wal); err != nil {
+		if err := sp.add(spoolXID(msg), uint64(walStart), wal); err != nil {
 			return err
 		}
 		l.s.stats.spooled.Add(uint64(len(wal) + spoolRecordHeader))
 		return nil
 	}
 	return l.decode(ctx, walStart, msg)
+}
+
+// spoolXID is the (sub)transaction a streamed message belongs to, as
+// pgoutput v2 sends it with each change and relation: a StreamAbort of a
+// subtransaction discards exactly what was spooled under its xid
+// (PostgreSQL sends one per aborted subtransaction, its released children
+// included). A Relation sent under an aborted subtransaction goes with it,
+// as it would in a transaction that was not streamed: pgoutput forgets what
+// it described in the transaction on every StreamAbort and describes a
+// relation again before its next change.
+func spoolXID(msg pgoutput.Message) uint32 {
+	switch m := msg.(type) {
+	case *pgoutput.Insert:
+		return m.XID
+	case *pgoutput.Update:
+		return m.XID
+	case *pgoutput.Delete:
+		return m.XID
+	case *pgoutput.Truncate:
+		return m.XID
+	case *pgoutput.LogicalMessage:
+		return m.XID
+	case *pgoutput.Relation:
+		return m.XID
+	case *pgoutput.Type:
+		return m.XID
+	}
+	return 0
 }
 
 // decode turns one message into events and queues them.
@@ -261,11 +292,28 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 		}
 		l.s.tracker.begin(event.LSN(m.FinalLSN))
 		l.s.stats.txns.Add(1)
+		clear(l.keyed)
 	case *pgoutput.Relation:
 		if missing := l.types.Missing(relationTypes(m)); len(missing) > 0 {
 			if err := l.types.Resolve(ctx, l.meta, missing); err != nil {
 				return fmt.Errorf("resolving column types of %s.%s: %w", m.Namespace, m.Name, err)
 			}
+		}
+		// Looked up again in every transaction that describes the table
+		// (pgoutput does so after the table changed), so that a key added or
+		// dropped counts from then on; but once per transaction only, since
+		// a streamed one describes its tables anew after each rolled-back
+		// savepoint.
+		if !l.keyed[m.OID] {
+			key, err := catalog.Key(ctx, l.meta, m.OID)
+			if err != nil {
+				return fmt.Errorf("resolving the key of %s.%s: %w", m.Namespace, m.Name, err)
+			}
+			l.dec.setKey(m.OID, key)
+			if l.keyed == nil {
+				l.keyed = map[uint32]bool{}
+			}
+			l.keyed[m.OID] = true
 		}
 	case *pgoutput.LogicalMessage:
 		if !m.Transactional {

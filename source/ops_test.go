@@ -53,7 +53,7 @@ func TestOtherOps(t *testing.T) {
 					return jsonOf(m["before"]) == `{"code":"k1"}` && jsonOf(m["key"]) == `{"code":"k2"}`
 				}},
 				{event.OpSchema, "c", nil},
-				{event.OpInsert, "c", func(m map[string]any) bool { return jsonOf(m["key"]) == `{}` }},
+				{event.OpInsert, "c", func(m map[string]any) bool { return jsonOf(m["key"]) == `{"v":"only inserts"}` }},
 				{event.OpMessage, "", func(m map[string]any) bool {
 					return m["prefix"] == "app" && m["content"] == "in a transaction" && m["transactional"] == true
 				}},
