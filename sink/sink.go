@@ -18,9 +18,9 @@ type Record struct {
 	// events of two databases can share a position, so a sink that dedupes
 	// keys on it too (see Identity).
 	Source string
-	Topic string       // destination chosen by routing, e.g. "public.users"
-	Key   []byte       // message key: the encoded primary key, nil when none
-	Value []byte       // the encoded event
+	Topic  string // destination chosen by routing, e.g. "public.users"
+	Key    []byte // message key: the encoded primary key, nil when none
+	Value  []byte // the encoded event
 }
 
 // Sink writes batches of records to one destination.
