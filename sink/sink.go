@@ -14,13 +14,14 @@ import (
 // Record is one event, routed and encoded, ready for a sink.
 type Record struct {
 	Event *event.Event // the event itself, for sinks that need its metadata
+	Topic string       // destination chosen by routing, e.g. "public.users"
+	Key   []byte       // message key: the encoded primary key, nil when none
+	Value []byte       // the encoded event
+
 	// Source names the pipeline source the event came from (sources.NAME):
 	// events of two databases can share a position, so a sink that dedupes
 	// keys on it too (see Identity).
 	Source string
-	Topic  string // destination chosen by routing, e.g. "public.users"
-	Key    []byte // message key: the encoded primary key, nil when none
-	Value  []byte // the encoded event
 }
 
 // Sink writes batches of records to one destination.
