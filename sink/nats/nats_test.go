@@ -3,6 +3,7 @@ package nats
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -384,5 +385,30 @@ func TestNoStreamForSubject(t *testing.T) {
 func TestRedact(t *testing.T) {
 	if got := redact("nats://u:p@h:4222,nats://h2:4222"); got != "nats://***@h:4222,nats://h2:4222" {
 		t.Fatal(got)
+	}
+}
+
+// TestTLS publishes through TLS to a server that requires it, trusting its
+// CA; without TLS, or without the CA, Open fails.
+func TestTLS(t *testing.T) {
+	files := brokertest.NewTLSFiles(t)
+	srv := brokertest.StartNATSTLS(t, files)
+	for _, o := range []Options{
+		{URL: srv.URL(), ConnectTimeout: 2 * time.Second},
+		{URL: srv.URL(), ConnectTimeout: 2 * time.Second, TLS: &tls.Config{MinVersion: tls.VersionTLS12}},
+	} {
+		if s, err := Open(context.Background(), o); err == nil {
+			s.Close()
+			t.Fatalf("Open with TLS %v succeeded", o.TLS != nil)
+		}
+	}
+	s := open(t, srv.URL(), func(o *Options) { o.TLS = files.ClientConfig(t) })
+	defer s.Close()
+	if err := s.Write(context.Background(), sinktest.Records(0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	_, js := client(t, srv.URL(), natsgo.Secure(files.ClientConfig(t)))
+	if n := len(readStream(t, js, testStream)); n != 5 {
+		t.Fatalf("stream holds %d messages", n)
 	}
 }

@@ -3,6 +3,7 @@ package redis
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -414,6 +415,31 @@ func TestScriptReloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := rc.XLen(context.Background(), "flush").Val(); n != 4 {
+		t.Fatalf("stream holds %d entries", n)
+	}
+}
+
+// TestTLS writes through a TLS connection to a server that accepts nothing
+// else, trusting its CA.
+func TestTLS(t *testing.T) {
+	files := brokertest.NewTLSFiles(t)
+	srv := brokertest.StartRedisTLS(t, files)
+	if s, err := Open(context.Background(), Options{Addr: srv.Addr, Timeout: 2 * time.Second}); err == nil {
+		s.Close()
+		t.Fatal("Open without TLS succeeded on a TLS-only server")
+	}
+	if s, err := Open(context.Background(), Options{Addr: srv.Addr, TLS: &tls.Config{MinVersion: tls.VersionTLS12}}); err == nil {
+		s.Close()
+		t.Fatal("Open succeeded without trusting the server's CA")
+	}
+	s := open(t, srv.Addr, func(o *Options) { o.TLS = files.ClientConfig(t) })
+	defer s.Close()
+	if err := s.Write(context.Background(), retopic(sinktest.Records(0, 5), "tls")); err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, TLSConfig: files.ClientConfig(t), DisableIdentity: true})
+	defer c.Close()
+	if n := c.XLen(context.Background(), "tls").Val(); n != 5 {
 		t.Fatalf("stream holds %d entries", n)
 	}
 }
