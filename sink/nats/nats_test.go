@@ -412,3 +412,25 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("stream holds %d messages", n)
 	}
 }
+
+// BenchmarkWrite publishes batches of 1000 small records to JetStream
+// (file storage) and to core NATS.
+func BenchmarkWrite(b *testing.B) {
+	srv := brokertest.StartNATS(b)
+	b.Run("JetStream", func(b *testing.B) {
+		s, err := Open(context.Background(), Options{URL: srv.URL(), Stream: testStream, CreateStream: true, Subjects: []string{sinktest.Topic}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		sinktest.Bench(b, s, 1000)
+	})
+	b.Run("Core", func(b *testing.B) {
+		s, err := Open(context.Background(), Options{URL: srv.URL(), Core: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		sinktest.Bench(b, s, 1000)
+	})
+}

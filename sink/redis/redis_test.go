@@ -443,3 +443,26 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("stream holds %d entries", n)
 	}
 }
+
+// BenchmarkWrite appends batches of 1000 small records to a stream,
+// idempotently and with plain XADDs, and publishes them to a channel.
+func BenchmarkWrite(b *testing.B) {
+	srv := brokertest.StartRedis(b)
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"Idempotent", Options{Addr: srv.Addr}},
+		{"Plain", Options{Addr: srv.Addr, NotIdempotent: true}},
+		{"Channel", Options{Addr: srv.Addr, Mode: Channel}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := Open(context.Background(), tc.opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			sinktest.Bench(b, s, 1000)
+		})
+	}
+}
