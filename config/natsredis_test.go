@@ -155,10 +155,10 @@ sinks.archive.ack_timeout: must be positive`},
 		{"nats tls files", sink(`type = "nats"
 url = "tls://h:4222"
 [sinks.archive.tls]
-ca = "`+notPEM+`"
+ca = "` + notPEM + `"
 cert = "c.pem"
 verify = true`), `sinks.archive.tls.verify: unknown key (known here: ca, cert, insecure_skip_verify, key, server_name)
-sinks.archive.tls.ca: reading CA file `+notPEM+`: no PEM certificate in it
+sinks.archive.tls.ca: reading CA file ` + notPEM + `: no PEM certificate in it
 sinks.archive.tls.key: missing: a client certificate needs its key`},
 		{"nats tls type", sink(`type = "nats"
 url = "nats://h:4222"
