@@ -8,4 +8,16 @@
 // stream captures its subjects, or create that stream. Plain core NATS
 // publishing (Options.Core) reaches only the subscribers connected at that
 // moment and keeps nothing: it is at-most-once.
+//
+// Order: messages of a Write are published in batch order on one
+// connection, and the client does not buffer while it reconnects, so a
+// failed Write leaves at most a prefix of the batch in the stream; its
+// redelivery stores the rest after it. Only a server that refuses one
+// message for good but stores later ones (a message over the stream's
+// max_msg_size) breaks this, and then every retry fails on that message.
+//
+// Durability is the stream's: a PubAck means stored by the server (by a
+// quorum of replicas for a replicated stream). JetStream file storage
+// fsyncs on its own schedule, so a machine crash (not a process kill) can
+// lose the last acknowledged messages of a single-replica stream.
 package nats

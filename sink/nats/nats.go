@@ -229,7 +229,7 @@ func (s *Sink) openJetStream(ctx context.Context) error {
 	_, err = js.Stream(ctx, s.opts.Stream)
 	switch {
 	case err == nil:
-		return nil
+		return s.checkCaptured(ctx)
 	case !errors.Is(err, jetstream.ErrStreamNotFound):
 		return fmt.Errorf("reading JetStream stream %q: %w", s.opts.Stream, err)
 	case !s.opts.CreateStream:
@@ -249,6 +249,24 @@ func (s *Sink) openJetStream(ctx context.Context) error {
 	}
 	if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("creating JetStream stream %q for subjects %s: %w", s.opts.Stream, strings.Join(s.opts.Subjects, ", "), err)
+	}
+	return nil
+}
+
+// checkCaptured checks that the named stream is the one that captures each
+// subject filter: a stream made by hand for other subjects would make every
+// Write fail with no responders, or store the events in another stream.
+func (s *Sink) checkCaptured(ctx context.Context) error {
+	for _, subj := range s.opts.Subjects {
+		name, err := s.js.StreamNameBySubject(ctx, subj)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return fmt.Errorf("JetStream stream %q does not capture subject %q: add it to the stream's subjects, or set stream_subjects", s.opts.Stream, subj)
+		case err != nil:
+			return fmt.Errorf("looking up the stream of subject %q: %w", subj, err)
+		case name != s.opts.Stream:
+			return fmt.Errorf("subject %q goes to JetStream stream %q, not to stream %q", subj, name, s.opts.Stream)
+		}
 	}
 	return nil
 }

@@ -322,6 +322,26 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("stream of other subjects", func(t *testing.T) {
+		_, js := client(t, srv.URL())
+		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		for o, want := range map[*Options]string{
+			{URL: srv.URL(), Stream: "OTHER", Subjects: []string{"mine.>"}}:                  `JetStream stream "OTHER" does not capture subject "mine.>"`,
+			{URL: srv.URL(), Stream: "OTHER", Subjects: []string{"other.>", sinktest.Topic}}: `subject "sinktest" goes to JetStream stream "SINKTEST", not to stream "OTHER"`,
+		} {
+			open(t, srv.URL()).Close() // SINKTEST captures sinktest
+			s, err := Open(context.Background(), *o)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("Open: %v; want %q", err, want)
+			}
+		}
+	})
 	t.Run("existing stream", func(t *testing.T) {
 		s := open(t, srv.URL())
 		s.Close()

@@ -17,6 +17,9 @@
 // appendfsync always loses nothing that Write acknowledged; the default
 // (everysec) can lose the last second.
 //
+// Redis Cluster is not supported: a stream and its marks hash may live in
+// different slots. Redis 8's XADD IDMP could replace the marks later.
+//
 // Channels are at-most-once: a message reaches only the subscribers
 // connected when it is published, and nothing keeps it.
 package redis
