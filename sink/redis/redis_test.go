@@ -367,6 +367,17 @@ func TestOpenErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ACL user", func(t *testing.T) {
+		acl := brokertest.StartRedis(t, "--user", "pgfeed", "on", ">pw", "~*", "&*", "+@all")
+		if _, err := Open(context.Background(), Options{Addr: acl.Addr, Username: "pgfeed", Password: "wrong"}); err == nil || !strings.Contains(err.Error(), "authentication failed") {
+			t.Fatalf("Open with a wrong password: %v", err)
+		}
+		s := open(t, acl.Addr, func(o *Options) { o.Username, o.Password = "pgfeed", "pw" })
+		defer s.Close()
+		if err := s.Write(context.Background(), retopic(sinktest.Records(0, 3), "acl")); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("password and db", func(t *testing.T) {
 		s := open(t, auth.Addr, func(o *Options) { o.Password, o.DB = "secret", 3 })
 		defer s.Close()
