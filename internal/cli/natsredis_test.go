@@ -276,6 +276,7 @@ func natsMessages(t *testing.T, js jetstream.JetStream, stream, filter string) [
 // cause, before any slot is touched.
 func TestRunBrokerErrors(t *testing.T) {
 	nsrv := brokertest.StartNATS(t)
+	nauth := brokertest.StartNATS(t, "--user", "pgfeed", "--pass", "secret")
 	rsrv := brokertest.StartRedis(t, "--requirepass", "secret")
 	dead := fmt.Sprintf("127.0.0.1:%d", brokertest.FreePort(t))
 	dir := t.TempDir()
@@ -296,6 +297,11 @@ url = "` + nsrv.URL() + `"
 stream = "NOPE"`, []string{"sinks.s:", `stream "NOPE" does not exist`, "create_stream = true"}},
 		{"nats no stream for the subjects", `type = "nats"
 url = "` + nsrv.URL() + `"`, []string{"sinks.s:", `no JetStream stream captures subject "pgfeed.>"`}},
+		{"nats wrong password", `type = "nats"
+url = "` + nauth.URL() + `"
+jetstream = false
+user = "pgfeed"
+password = "wrong"`, []string{"sinks.s:", "authentication failed"}},
 		{"redis unreachable", `type = "redis"
 addr = "` + dead + `"`, []string{"sinks.s:", "no server reachable", dead}},
 		{"redis wrong password", `type = "redis"

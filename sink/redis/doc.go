@@ -10,7 +10,9 @@
 // so a pgfeed killed between writing a batch and checkpointing it does not
 // append the batch twice when it starts again. The marks are atomic with
 // the entries, so whatever Redis persisted of one it persisted of the
-// other; they are void once the stream is deleted.
+// other; they are void once the stream is deleted. The same holds for
+// `pgfeed replay`: what a stream already holds is not appended again, so
+// replay rebuilds a deleted stream, or fills one that lost its tail.
 //
 // Write returns once Redis has applied the commands. Whether they survive a
 // crash of Redis itself is Redis's persistence: appendonly yes with
