@@ -220,9 +220,40 @@ type KafkaSink struct {
 }
 
 // NATSSink publishes events to NATS, with the route's destination as
-// subject.
+// subject ("pgfeed.{schema}.{table}" unless subject or route.default says
+// otherwise).
 type NATSSink struct {
 	URL string // nats://host:port, or several separated by commas; required
+	// JetStream (jetstream, true by default) publishes to a stream, with
+	// the event's identity as Nats-Msg-Id, and waits for every ack. False
+	// publishes with core NATS: at-most-once, only for subscribers
+	// connected at the time.
+	JetStream bool
+	// Stream (stream) is the JetStream stream to check at start, or to
+	// create (create_stream). Without it, pgfeed checks that some stream
+	// captures StreamSubjects.
+	Stream       string
+	CreateStream bool
+	// StreamSubjects (stream_subjects) are the subject filters of the
+	// stream: by default derived from the route's templates, each cut at
+	// its first placeholder ("pgfeed.{schema}.{table}" gives "pgfeed.>").
+	StreamSubjects []string
+	// Settings of a created stream: duplicate_window (2m by default),
+	// storage ("file", the default, or "memory"), replicas, max_age,
+	// max_bytes.
+	DuplicateWindow time.Duration
+	Storage         string
+	Replicas        int
+	MaxAge          time.Duration
+	MaxBytes        int64
+	// Credentials: user and password, token, or creds (a .creds file).
+	User, Password string
+	Token          string
+	Creds          string
+	TLS            *TLS
+	// AckTimeout (ack_timeout, 30s by default) bounds the wait for each
+	// acknowledgement.
+	AckTimeout time.Duration
 }
 
 // Redis sink modes.
@@ -234,9 +265,20 @@ const (
 // RedisSink writes events to Redis streams or channels, named by the route.
 type RedisSink struct {
 	Addr     string // host:port; required
+	Username string // for ACL users; empty: the default user
 	Password string
 	DB       int
+	TLS      *TLS
 	Mode     string // RedisStream (the default, set by stream =) or RedisChannel (channel =)
+	// MaxLen (max_len) trims each stream to about this many entries
+	// (XADD MAXLEN ~); 0, the default, never trims.
+	MaxLen int64
+	// Idempotent (idempotent, true by default for streams) skips events
+	// that a stream already holds, so a redelivery after a crash is not
+	// appended twice.
+	Idempotent bool
+	// Timeout (timeout, 10s by default) bounds connecting and each write.
+	Timeout time.Duration
 }
 
 // WebhookSink POSTs events to a URL.

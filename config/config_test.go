@@ -89,10 +89,14 @@ func TestExample(t *testing.T) {
 	if k := c.Sink("events"); k.Route.Default != "cdc.{schema}.{table}" || !reflect.DeepEqual(k.Settings, &KafkaSink{Brokers: []string{"127.0.0.1:9092"}}) {
 		t.Errorf("events: %+v %+v", k.Route, k.Settings)
 	}
-	if n := c.Sink("bus"); n.Route.Default != "pgfeed.{schema}.{table}.{op}" || n.Settings.(*NATSSink).URL != "nats://127.0.0.1:4222" {
+	wantNATS := &NATSSink{
+		URL: "nats://127.0.0.1:4222", JetStream: true, Stream: "PGFEED", CreateStream: true,
+		StreamSubjects: []string{"pgfeed.>"}, DuplicateWindow: 2 * time.Minute, Storage: "file", AckTimeout: 30 * time.Second,
+	}
+	if n := c.Sink("bus"); n.Route.Default != "pgfeed.{schema}.{table}.{op}" || !reflect.DeepEqual(n.Settings, wantNATS) {
 		t.Errorf("bus: %+v %+v", n.Route, n.Settings)
 	}
-	if r := c.Sink("cache"); r.Route.Default != "pgfeed:{table}" || *r.Settings.(*RedisSink) != (RedisSink{Addr: "127.0.0.1:6379", Mode: RedisStream}) {
+	if r := c.Sink("cache"); r.Route.Default != "pgfeed:{table}" || *r.Settings.(*RedisSink) != (RedisSink{Addr: "127.0.0.1:6379", Mode: RedisStream, MaxLen: 1000000, Idempotent: true, Timeout: 10 * time.Second}) {
 		t.Errorf("cache: %+v %+v", r.Route, r.Settings)
 	}
 	hook := c.Sink("hook").Settings.(*WebhookSink)

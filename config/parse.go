@@ -307,30 +307,9 @@ func (r *reader) sink(t *table) *Sink {
 		s.Settings = &KafkaSink{Brokers: t.mustEach("brokers", r.checkBroker)}
 		r.destination(t, rt, s, "topic")
 	case SinkNATS:
-		n := &NATSSink{URL: t.mustStr("url")}
-		for u := range strings.SplitSeq(n.URL, ",") {
-			if n.URL != "" && !validURL(u, "nats", "tls", "ws", "wss") {
-				r.add(t.path("url"), "invalid URL %q (want nats://host:port, several separated by commas)", u)
-			}
-		}
-		s.Settings = n
-		r.destination(t, rt, s, "subject")
+		s.Settings = r.natsSink(t, rt, s)
 	case SinkRedis:
-		rs := &RedisSink{Addr: t.mustStr("addr"), Password: t.str("password"), DB: int(t.integer("db")), Mode: RedisStream}
-		if rs.Addr != "" {
-			r.checkAddr(t.path("addr"), rs.Addr, true)
-		}
-		if rs.DB < 0 {
-			r.add(t.path("db"), "must not be negative")
-		}
-		r.destination(t, rt, s, "stream")
-		if t.has("channel") && t.has("stream") {
-			t.get("channel")
-			r.add(t.path("channel"), "conflicts with stream: a redis sink writes to streams or to channels, not both")
-		} else if r.destination(t, rt, s, "channel") {
-			rs.Mode = RedisChannel
-		}
-		s.Settings = rs
+		s.Settings = r.redisSink(t, rt, s)
 	case SinkWebhook:
 		w := &WebhookSink{URL: t.mustStr("url"), Headers: t.strMap("headers"), Timeout: t.duration("timeout")}
 		if w.URL != "" && !validURL(w.URL, "http", "https") {

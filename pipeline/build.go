@@ -21,6 +21,9 @@ import (
 // CloseSinks when the pipeline never runs.
 func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
 	p := &Pipeline{Store: store, Logger: log}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	databases := map[string]string{}
 	for _, s := range cfg.Sources {
 		pgs, ok := s.Settings.(*config.PostgresSource)
@@ -43,7 +46,7 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 		})
 	}
 	for _, k := range cfg.Sinks {
-		built, err := buildSink(k, databases)
+		built, err := buildSink(k, databases, log)
 		if err != nil {
 			p.CloseSinks()
 			return nil, err
@@ -53,7 +56,7 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 	return p, nil
 }
 
-func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
+func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (Sink, error) {
 	router, err := route.New(k.RouteOptions())
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
@@ -82,6 +85,14 @@ func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
 			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
 		}
 		s = f
+	case *config.NATSSink:
+		if s, err = openNATS(st, log.With("sink", k.Name)); err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
+	case *config.RedisSink:
+		if s, err = openRedis(st, log.With("sink", k.Name)); err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
 	}

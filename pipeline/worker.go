@@ -120,6 +120,7 @@ func (w *worker) write(b batch) error {
 			return fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
 		}
 		spans = append(spans, span{start, len(w.buf)})
+		rec.Source = w.r.src.Name
 		w.records = append(w.records, rec)
 	}
 	// Values point into one buffer, filled first so that it no longer grows.

@@ -17,6 +17,11 @@ type Record struct {
 	Topic string       // destination chosen by routing, e.g. "public.users"
 	Key   []byte       // message key: the encoded event key (route.Key), nil when none
 	Value []byte       // the encoded event
+
+	// Source names the pipeline source the event came from (sources.NAME):
+	// events of two databases can share a position, so a sink that dedupes
+	// keys on it too (see Identity).
+	Source string
 }
 
 // Sink writes batches of records to one destination.

@@ -153,33 +153,43 @@ func applyOutput(t *testing.T, path string, state map[int]map[string]any) int {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var e struct {
-			Op     string         `json:"op"`
-			Table  string         `json:"table"`
-			Key    map[string]any `json:"key"`
-			Before map[string]any `json:"before"`
-			After  map[string]any `json:"after"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("%s: bad line %q: %v", path, sc.Text(), err)
-		}
-		if e.Table != "items" {
-			continue
-		}
-		n++
-		switch e.Op {
-		case "insert", "update", "read":
-			if e.Before != nil { // a key change removes the old row
-				delete(state, int(e.Before["id"].(float64)))
-			}
-			state[int(e.After["id"].(float64))] = e.After
-		case "delete":
-			delete(state, int(e.Key["id"].(float64)))
-		case "truncate":
-			clear(state)
+		if applyEvent(t, path, sc.Bytes(), state) {
+			n++
 		}
 	}
 	return n
+}
+
+// applyEvent applies one native JSON event to the map when it is of the
+// items table, and reports whether it was. where names its origin for a
+// failure message.
+func applyEvent(t *testing.T, where string, data []byte, state map[int]map[string]any) bool {
+	t.Helper()
+	var e struct {
+		Op     string         `json:"op"`
+		Table  string         `json:"table"`
+		Key    map[string]any `json:"key"`
+		Before map[string]any `json:"before"`
+		After  map[string]any `json:"after"`
+	}
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatalf("%s: bad event %q: %v", where, data, err)
+	}
+	if e.Table != "items" {
+		return false
+	}
+	switch e.Op {
+	case "insert", "update", "read":
+		if e.Before != nil { // a key change removes the old row
+			delete(state, int(e.Before["id"].(float64)))
+		}
+		state[int(e.After["id"].(float64))] = e.After
+	case "delete":
+		delete(state, int(e.Key["id"].(float64)))
+	case "truncate":
+		clear(state)
+	}
+	return true
 }
 
 // writeRandomly makes small random transactions until ctx ends.
