@@ -522,4 +522,3 @@ func (s *Sink) Close() error {
 	s.transport.CloseIdleConnections()
 	return nil
 }
-
