@@ -148,6 +148,13 @@ type Sink struct {
 	Tables  Tables
 	Columns Columns
 	Route   Route
+	// DeadLetter names the sink that receives this sink's poison records
+	// (dead_letter = "NAME"): events that cannot be encoded, and records
+	// the destination refuses for good (a webhook's 4xx), each in a JSON
+	// envelope with the error. The named sink reads no source of its own.
+	// Empty: a poison record stops the sink, which retries it and logs
+	// that it is stuck, and never drops it.
+	DeadLetter string
 	// Settings are the type's own: *StdoutSink, *FileSink, *DiscardSink,
 	// *KafkaSink, *NATSSink, *RedisSink, *WebhookSink or *WebSocketSink.
 	Settings SinkSettings
@@ -239,12 +246,47 @@ type RedisSink struct {
 	Mode     string // RedisStream (the default, set by stream =) or RedisChannel (channel =)
 }
 
+// Webhook modes.
+const (
+	WebhookBatch  = "batch"  // a JSON array of events per request
+	WebhookSingle = "single" // one event per request
+)
+
 // WebhookSink POSTs events to a URL.
 type WebhookSink struct {
 	URL     string            // http:// or https://; required
 	Headers map[string]string // extra request headers, e.g. Authorization = "Bearer ${TOKEN}"
-	Timeout time.Duration     // per request; 10s by default
+	Timeout time.Duration     // per request attempt; 10s by default
+	// Secret signs every request with HMAC-SHA256 (X-Pgfeed-Signature);
+	// empty: requests are not signed.
+	Secret string
+	Mode   string // WebhookBatch (the default) or WebhookSingle
+	// MaxBatch bounds the events of one request in batch mode (500).
+	MaxBatch int
+	// MaxInFlight bounds the requests open at once (1: in commit order).
+	MaxInFlight int
+	// Retries is how often a request is tried again after a 5xx, 429,
+	// timeout or connection error before the write fails and the pipeline
+	// writes the batch again (8); 0: never.
+	Retries int
+	// MinBackoff and MaxBackoff bound the wait between retries (200ms, 30s).
+	MinBackoff, MaxBackoff time.Duration
+	TLS                    TLS
 }
+
+// TLS is a [sinks.NAME.tls] table: the client side of TLS.
+type TLS struct {
+	CAFile     string // ca_file: PEM certificates trusted instead of the system's
+	CertFile   string // cert_file: PEM client certificate, with key_file
+	KeyFile    string
+	ServerName string // server_name: the name checked in the server's certificate
+	// InsecureSkipVerify (insecure_skip_verify) accepts any server
+	// certificate: for tests only.
+	InsecureSkipVerify bool
+}
+
+// IsZero reports whether no TLS setting is set.
+func (t TLS) IsZero() bool { return t == TLS{} }
 
 // WebSocketSink serves events to WebSocket clients.
 type WebSocketSink struct {

@@ -264,7 +264,7 @@ path = "out/"
 rotat_bytes = "64MB"`), `sinks.archive.rotat_bytes: unknown key (did you mean rotate_bytes?)`},
 		{"unknown key, other case", withSource(`DSN = "x"`), `sources.main.DSN: unknown key (did you mean dsn?)`},
 		{"unknown key of another type", sink(`type = "stdout"
-path = "out/"`), `sinks.archive.path: unknown key (known here: columns, format, route, sources, tables, type)`},
+path = "out/"`), `sinks.archive.path: unknown key (known here: columns, dead_letter, format, route, sources, tables, type)`},
 		{"unknown top-level key", "chekpoint = \"x\"\n" + minimal, `chekpoint: unknown key (did you mean checkpoint?)`},
 		{"wrong type", withSource(`create = "yes"`), `sources.main.create: expected a boolean, got string`},
 		{"wrong type, integer", sink(`type = "redis"
@@ -435,7 +435,7 @@ colour = true`, `sources.main.create: expected a boolean, got integer
 sinks.b.path: missing
 sinks.b.rotate_every: invalid duration "soon" (want e.g. "30s", "5m", "1h30m"): time: invalid duration "soon"
 sinks.a.format: unknown format "xml" (have: json, wal2json, debezium, cloudevents, avro)
-sinks.a.colour: unknown key (known here: columns, format, route, sources, tables, type)`},
+sinks.a.colour: unknown key (known here: columns, dead_letter, format, route, sources, tables, type)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
