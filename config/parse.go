@@ -596,7 +596,7 @@ func (r *reader) checkDeadLetters(c *Config) {
 		names[i] = s.Name
 	}
 	usedBy := map[string]string{} // dead-letter sink → the first sink naming it
-	named := map[string]bool{}     // sinks named by a dead_letter, rightly or not
+	named := map[string]bool{}    // sinks named by a dead_letter, rightly or not
 	for _, s := range c.Sinks {
 		if s.DeadLetter == "" {
 			continue

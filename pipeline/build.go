@@ -13,6 +13,7 @@ import (
 	"github.com/pgfeed/pgfeed/sink/discard"
 	"github.com/pgfeed/pgfeed/sink/file"
 	"github.com/pgfeed/pgfeed/sink/stdout"
+	"github.com/pgfeed/pgfeed/sink/webhook"
 	"github.com/pgfeed/pgfeed/source"
 )
 
@@ -20,6 +21,9 @@ import (
 // sinks (a file sink creates its folder), so Close them through Run, or
 // CloseSinks when the pipeline never runs.
 func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	p := &Pipeline{Store: store, Logger: log}
 	databases := map[string]string{}
 	for _, s := range cfg.Sources {
@@ -42,7 +46,7 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 		})
 	}
 	for _, k := range cfg.Sinks {
-		built, err := buildSink(k, databases)
+		built, err := buildSink(k, databases, log)
 		if err != nil {
 			p.CloseSinks()
 			return nil, err
@@ -52,12 +56,15 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 	return p, nil
 }
 
-func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
+func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (Sink, error) {
 	router, err := route.New(k.RouteOptions())
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
 	}
-	opts := encode.Options{ServerName: k.Sources[0], Database: databases[k.Sources[0]]}
+	var opts encode.Options
+	if len(k.Sources) > 0 { // a dead-letter sink has none, and no use for its encoder
+		opts = encode.Options{ServerName: k.Sources[0], Database: databases[k.Sources[0]]}
+	}
 	enc, err := encode.New(k.Format, opts)
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s.format: %w", k.Name, err)
@@ -81,10 +88,29 @@ func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
 			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
 		}
 		s = f
+	case *config.WebhookSink:
+		tlsOpts := webhook.TLSOptions{
+			CAFile: st.TLS.CAFile, CertFile: st.TLS.CertFile, KeyFile: st.TLS.KeyFile,
+			ServerName: st.TLS.ServerName, InsecureSkipVerify: st.TLS.InsecureSkipVerify,
+		}
+		retries := st.Retries
+		if retries == 0 {
+			retries = -1 // the config's zero means none
+		}
+		w, err := webhook.New(webhook.Options{
+			URL: st.URL, Headers: st.Headers, Format: k.Format, Single: st.Mode == config.WebhookSingle,
+			MaxBatch: st.MaxBatch, MaxInFlight: st.MaxInFlight, Timeout: st.Timeout, Secret: []byte(st.Secret),
+			Retries: retries, MinBackoff: st.MinBackoff, MaxBackoff: st.MaxBackoff, TLS: tlsOpts,
+			Logger: log.With("sink", k.Name),
+		})
+		if err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
+		s = w
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
 	}
-	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true}, nil
+	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true, DeadLetter: k.DeadLetter}, nil
 }
 
 // CloseSinks closes every sink; for a pipeline that will not Run.

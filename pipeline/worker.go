@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,7 +22,8 @@ type worker struct {
 	// durable before a restart): after a reconnect the stream delivers such
 	// transactions again, and the sink has them.
 	skipUpTo event.LSN
-	err      error // the failure that stopped the worker, if any
+	err      error       // the failure that stopped the worker, if any
+	dl       *deadLetter // where poison records go; nil: the worker is stuck on them
 
 	records []sink.Record
 	buf     []byte
@@ -32,7 +34,7 @@ func newWorker(r *sourceRun, k *Sink) (*worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint of sink %s: %w", k.Name, err)
 	}
-	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos}
+	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos, dl: r.p.deadLetters[k.DeadLetter]}
 	w.stats.Durable.Store(uint64(pos))
 	return w, nil
 }
@@ -87,7 +89,11 @@ func (w *worker) run(ctx context.Context) {
 				}
 				return
 			}
-			log.Warn("writing batch; retrying", "err", err, "in", backoff)
+			if _, stuck := errors.AsType[*errStuck](err); stuck {
+				log.Error("sink is stuck on a poison record, retrying it: set dead_letter on the sink to set such records aside", "err", err, "in", backoff)
+			} else {
+				log.Warn("writing batch; retrying", "err", err, "in", backoff)
+			}
 			sleep(ctx, backoff)
 			backoff = min(2*backoff, w.r.p.MaxBackoff)
 		}
@@ -96,12 +102,16 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // write routes and encodes a batch, writes it, and records its position.
+// Poison records (an event that cannot be encoded, a record the sink
+// reports rejected) go to the dead-letter sink before the position is
+// recorded; without one, write fails with an *errStuck.
 func (w *worker) write(b batch) error {
 	w.records = w.records[:0]
 	w.buf = w.buf[:0]
 	var durable event.LSN
 	type span struct{ start, end int }
 	spans := make([]span, 0, len(b.events))
+	var poison []poisoned
 	for _, e := range b.events {
 		if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
 			durable = e.CommitLSN
@@ -117,7 +127,12 @@ func (w *worker) write(b batch) error {
 		start := len(w.buf)
 		var err error
 		if w.buf, err = w.k.Encoder.Encode(w.buf, rec.Event); err != nil {
-			return fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			err = fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			if w.dl == nil {
+				return &errStuck{err}
+			}
+			poison = append(poison, poisoned{rec: rec, err: err, order: 2 * len(w.records)})
+			continue
 		}
 		spans = append(spans, span{start, len(w.buf)})
 		w.records = append(w.records, rec)
@@ -130,12 +145,26 @@ func (w *worker) write(b batch) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		err := w.k.Sink.Write(ctx, w.records)
 		cancel()
+		refused := 0
 		if err != nil {
-			return err
+			rej, rerr := rejected(err, w.records)
+			if rerr != nil {
+				return rerr
+			}
+			if w.dl == nil {
+				return &errStuck{err}
+			}
+			refused = len(rej)
+			poison = append(poison, rej...)
 		}
-		w.stats.Events.Add(uint64(len(w.records)))
+		w.stats.Events.Add(uint64(len(w.records) - refused))
 		w.stats.Bytes.Add(uint64(len(w.buf)))
 		w.stats.Batches.Add(1)
+	}
+	if len(poison) > 0 {
+		if err := w.sendDeadLetters(poison); err != nil {
+			return err
+		}
 	}
 	if durable > event.LSN(w.stats.Durable.Load()) {
 		if err := w.r.p.Store.SetPosition(w.r.src.Name, w.k.Name, durable); err != nil {
