@@ -173,7 +173,6 @@ type Sink struct {
 	transport *http.Transport
 	log       *slog.Logger
 	closed    atomic.Bool
-	bufs      sync.Pool
 }
 
 var _ sink.Sink = (*Sink)(nil)
@@ -181,8 +180,11 @@ var _ sink.Sink = (*Sink)(nil)
 // New returns a sink for opts. It loads the TLS files but does not connect.
 func New(opts Options) (*Sink, error) {
 	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("parsing webhook URL %q: want http:// or https://host/...", opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing webhook URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("parsing webhook URL %q: want http://host/path or https://host/path", opts.URL)
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
@@ -335,8 +337,9 @@ func (e *retryError) Unwrap() error { return e.err }
 // post sends one request, retrying it with backoff while it fails in a way
 // that may pass.
 func (s *Sink) post(ctx context.Context, recs []sink.Record) error {
+	// A fresh buffer per request, never pooled: the transport may still
+	// be writing a body after the response came (an early 4xx).
 	buf := s.body(recs)
-	defer s.bufs.Put(buf)
 	key := idempotencyKey(recs, buf.Bytes())
 	backoff := s.opts.MinBackoff
 	for attempt := 0; ; attempt++ {
@@ -448,13 +451,13 @@ func Sign(secret []byte, timestamp string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// body builds a request's body in a pooled buffer.
+// body builds a request's body.
 func (s *Sink) body(recs []sink.Record) *bytes.Buffer {
-	buf, _ := s.bufs.Get().(*bytes.Buffer)
-	if buf == nil {
-		buf = new(bytes.Buffer)
+	n := len(recs) + 1
+	for i := range recs {
+		n += len(recs[i].Value)
 	}
-	buf.Reset()
+	buf := bytes.NewBuffer(make([]byte, 0, n))
 	if s.opts.Single {
 		buf.Write(recs[0].Value)
 		return buf
