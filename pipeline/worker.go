@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgfeed/pgfeed/checkpoint"
+	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/sink"
 )
@@ -78,7 +79,7 @@ func (w *worker) run(ctx context.Context) {
 	for b := range w.queue {
 		backoff := w.r.p.MinBackoff
 		for {
-			err := w.write(b)
+			err := w.write(ctx, b)
 			if err == nil {
 				break
 			}
@@ -104,8 +105,10 @@ func (w *worker) run(ctx context.Context) {
 // write routes and encodes a batch, writes it, and records its position.
 // Poison records (an event that cannot be encoded, a record the sink
 // reports rejected) go to the dead-letter sink before the position is
-// recorded; without one, write fails with an *errStuck.
-func (w *worker) write(b batch) error {
+// recorded. Without one, an encode error fails write with an *errStuck,
+// and records the sink rejected are written again, alone, until the sink
+// takes them or ctx ends: the rest of the batch is not sent again each time.
+func (w *worker) write(ctx context.Context, b batch) error {
 	w.records = w.records[:0]
 	w.buf = w.buf[:0]
 	var durable event.LSN
@@ -142,8 +145,8 @@ func (w *worker) write(b batch) error {
 		w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
 	}
 	if len(w.records) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		err := w.k.Sink.Write(ctx, w.records)
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := w.k.Sink.Write(wctx, w.records)
 		cancel()
 		refused := 0
 		if err != nil {
@@ -152,7 +155,10 @@ func (w *worker) write(b batch) error {
 				return rerr
 			}
 			if w.dl == nil {
-				return &errStuck{err}
+				if err := w.retryRejected(ctx, rej); err != nil {
+					return err
+				}
+				rej = nil
 			}
 			refused = len(rej)
 			poison = append(poison, rej...)
@@ -172,6 +178,40 @@ func (w *worker) write(b batch) error {
 		}
 		w.stats.Durable.Store(uint64(durable))
 		w.r.durable()
+	}
+	return nil
+}
+
+// retryRejected writes the records a sink rejected, and only them, until
+// it takes them all, saying each time that the sink is stuck. It gives up
+// when ctx ends (the pipeline stops; nothing of the batch is acked) or on
+// another kind of failure, which the caller retries with the whole batch.
+func (w *worker) retryRejected(ctx context.Context, rej []poisoned) error {
+	log := w.r.p.Logger.With("source", w.r.src.Name, "sink", w.k.Name)
+	backoff := w.r.p.MinBackoff
+	for len(rej) > 0 {
+		w.stats.WriteErrors.Add(1)
+		log.Error("sink is stuck on a poison record, retrying it: set dead_letter on the sink to set such records aside",
+			"records", len(rej), "id", encode.ID(rej[0].rec.Event), "err", rej[0].err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return &errStuck{fmt.Errorf("%d records rejected: %w", len(rej), rej[0].err)}
+		}
+		backoff = min(2*backoff, w.r.p.MaxBackoff)
+		recs := make([]sink.Record, len(rej))
+		for i := range rej {
+			recs[i] = rej[i].rec
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := w.k.Sink.Write(wctx, recs)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		again, rerr := rejected(err, recs)
+		if rerr != nil {
+			return rerr
+		}
+		rej = again
 	}
 	return nil
 }
