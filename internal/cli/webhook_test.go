@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -198,4 +199,42 @@ func TestWebhookStateInvariantUnderKill9(t *testing.T) {
 		t.Fatalf("state invariant broken: %d rows from the webhook, %d in the table", len(got), len(want))
 	}
 	t.Logf("%d events (%d redelivered) in %d requests (%d failed on purpose), %d rows", len(unique), len(events)-len(unique), requests, failed, len(want))
+}
+
+// run --check accepts examples/webhook.toml and names every bad webhook
+// and dead-letter setting, without connecting anywhere.
+func TestRunCheckWebhook(t *testing.T) {
+	t.Setenv("PGFEED_DSN", "postgres://nowhere.invalid/app")
+	t.Setenv("WEBHOOK_SECRET", "s")
+	cfg, err := filepath.Abs("../../examples/webhook.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCLI(t, "run", "--check", "--config", cfg); code != 0 || !strings.Contains(stdout, "ok (1 sources, 2 sinks)") {
+		t.Fatalf("--check of examples/webhook.toml: %d %s %s", code, stdout, stderr)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.toml")
+	writeConfig(t, path, `[sources.main]
+dsn = "postgres://x"
+[sinks.hook]
+type = "webhook"
+sources = ["main"]
+url = "http://h/"
+mode = "batched"
+max_in_flight = 0
+retry_backoff = "soon"
+dead_letter = "dlq"
+[sinks.hook.tls]
+ca_file = "`+filepath.Join(dir, "missing.pem")+`"
+`)
+	code, _, stderr := runCLI(t, "run", "--check", "--config", path)
+	if code == 0 {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"sinks.hook.mode", "sinks.hook.max_in_flight", "sinks.hook.retry_backoff", "sinks.hook.tls.ca_file", "sinks.hook.tls: set, but url is http://", `sinks.hook.dead_letter: unknown sink "dlq"`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not name %s:\n%s", want, stderr)
+		}
+	}
 }

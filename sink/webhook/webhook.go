@@ -153,13 +153,15 @@ func (o TLSOptions) Config() (*tls.Config, error) {
 //
 // Write returns nil once the endpoint accepted (2xx) every record. Records
 // the endpoint refuses for good come back in a *sink.RejectedError, every
-// other record of the batch being accepted: a 4xx other than 408 and 429
-// refuses what the request held, and a batch so refused is split in halves
-// and sent again until the refused events stand alone, so that one poison
-// event does not take its batch with it. Statuses that say the endpoint
-// refuses every request whatever it holds (3xx, 401, 403, 404, 405, 407)
-// are not about the records: Write fails, and the pipeline retries and
-// says it is stuck instead of sending everything to the dead letter.
+// other record of the batch being accepted: a 4xx other than 408, 425 and
+// 429 refuses what the request held, and a batch so refused is split in
+// halves and sent again until the refused events stand alone, so that one
+// poison event does not take its batch with it. Statuses that say the
+// endpoint refuses every request whatever it holds (3xx, 401, 403, 404,
+// 405, 407, 415, 421, 426) are not about the records: Write fails, and the
+// pipeline retries and logs, instead of sending the whole stream to the
+// dead letter. An endpoint that answers 400 to every request still drains
+// into the dead letter: watch pgfeed_sink_dead_letters_total.
 //
 // Delivery is at least once: a request whose answer is lost (timeout,
 // connection reset) is sent again with the same Idempotency-Key, and after
@@ -415,13 +417,26 @@ func (s *Sink) attempt(ctx context.Context, body []byte, key string) error {
 	switch {
 	case code >= 500, code == http.StatusTooManyRequests, code == http.StatusRequestTimeout, code == http.StatusTooEarly:
 		return &retryError{err: serr, after: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	case code >= 300 && code < 400, code == http.StatusUnauthorized, code == http.StatusForbidden,
-		code == http.StatusNotFound, code == http.StatusMethodNotAllowed, code == http.StatusProxyAuthRequired:
+	case code >= 300 && code < 400, endpointRefusals[code]:
 		return fmt.Errorf("posting to %s: %w (the endpoint refuses every request: check url and headers)", s.where, serr)
 	case code >= 400 && code < 500:
 		return &rejectError{err: serr}
 	}
 	return &retryError{err: serr}
+}
+
+// endpointRefusals are the 4xx statuses that say the endpoint refuses every
+// request, whatever it holds: wrong URL, credentials, method or media type.
+// Splitting a batch would only send each of its events to the dead letter.
+var endpointRefusals = map[int]bool{
+	http.StatusUnauthorized:         true,
+	http.StatusForbidden:            true,
+	http.StatusNotFound:             true,
+	http.StatusMethodNotAllowed:     true,
+	http.StatusProxyAuthRequired:    true,
+	http.StatusUnsupportedMediaType: true,
+	http.StatusMisdirectedRequest:   true,
+	http.StatusUpgradeRequired:      true,
 }
 
 // retryAfter parses a Retry-After value: seconds, or an HTTP date.

@@ -393,7 +393,7 @@ func sortBytes(v [][]byte) { slices.SortFunc(v, bytes.Compare) }
 // A 401 says nothing about the events: Write fails (the pipeline retries
 // and reports it is stuck), no event is rejected, no batch is split.
 func TestEndpointRefusalIsNotRejection(t *testing.T) {
-	for _, code := range []int{401, 403, 404, 308} {
+	for _, code := range []int{401, 403, 404, 415, 308} {
 		ep := newEndpoint(t, false, func(*request, int, http.ResponseWriter) int { return code })
 		s := open(t, ep, Options{})
 		err := s.Write(context.Background(), sinktest.Records(0, 10))
