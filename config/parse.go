@@ -62,7 +62,9 @@ func Load(path string) (*Config, error) {
 // formats and types, table and column patterns, templates, row filters,
 // sizes, durations and addresses, and across tables: that each sink reads
 // defined sources, that each source feeds at least one sink, that no two
-// sources share a slot and no two sinks write the same file or endpoint.
+// sources share a slot and no two sinks write the same file or endpoint,
+// that TLS files load, and that each dead_letter names a sink that reads
+// no source (the only sinks allowed to have none).
 //
 // A source that feeds no sink is an error, not a warning: started, it
 // would either hold its slot's WAL on the server without bound or confirm

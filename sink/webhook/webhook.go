@@ -312,6 +312,7 @@ type StatusError struct {
 	Body string // the start of the response body, for logs and dead letters
 }
 
+// Error names the status and quotes the start of the body.
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("webhook answered %d %s", e.Code, http.StatusText(e.Code))
 	if e.Body != "" {
@@ -413,7 +414,8 @@ func (s *Sink) attempt(ctx context.Context, body []byte, key string) error {
 	if code >= 200 && code < 300 {
 		return nil
 	}
-	serr := &StatusError{Code: code, Body: strings.TrimSpace(strings.ToValidUTF8(string(snippet), "?"))}
+	// One line, whatever the endpoint wrote: it goes into logs and dead letters.
+	serr := &StatusError{Code: code, Body: strings.Join(strings.Fields(strings.ToValidUTF8(string(snippet), "?")), " ")}
 	switch {
 	case code >= 500, code == http.StatusTooManyRequests, code == http.StatusRequestTimeout, code == http.StatusTooEarly:
 		return &retryError{err: serr, after: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
