@@ -93,7 +93,8 @@ func (f *flakyEndpoint) received() []webhookEvent {
 // under concurrent writers, then run to the end of the WAL. Applying what
 // the endpoint accepted, deduplicated by event identity (commit_lsn, seq)
 // and in that order, as the sink's documentation tells receivers to, gives
-// exactly SELECT * of the table.
+// exactly SELECT * of the table; so does applying it as it arrived, since
+// one request in flight keeps commit order.
 func TestWebhookStateInvariantUnderKill9(t *testing.T) {
 	dsn := pgtest.CreateDB(t, pg, "webhook_kill")
 	db := pgtest.Connect(t, dsn)
@@ -165,26 +166,14 @@ func TestWebhookStateInvariantUnderKill9(t *testing.T) {
 	slices.SortStableFunc(unique, func(a, b webhookEvent) int {
 		return cmp.Or(cmp.Compare(a.CommitLSN, b.CommitLSN), cmp.Compare(a.Seq, b.Seq))
 	})
-	got := map[int]map[string]any{}
-	n := 0
-	for _, e := range unique {
-		if e.Table != "items" {
-			continue
-		}
-		n++
-		switch e.Op {
-		case "insert", "update", "read":
-			if e.Before != nil {
-				delete(got, int(e.Before["id"].(float64)))
-			}
-			got[int(e.After["id"].(float64))] = e.After
-		case "delete":
-			delete(got, int(e.Key["id"].(float64)))
-		case "truncate":
-			clear(got)
-		}
-	}
+	got, n := applyWebhookEvents(unique)
 	want := itemsInTable(t, db)
+	// max_in_flight = 1 promises commit order: what arrived, applied as it
+	// arrived with every redelivery, gives the same state.
+	if arrived, _ := applyWebhookEvents(events); !reflect.DeepEqual(arrived, want) {
+		reportDiff(t, arrived, want)
+		t.Fatalf("applied in arrival order: %d rows from the webhook, %d in the table", len(arrived), len(want))
+	}
 	ep.mu.Lock()
 	requests, failed, bad := ep.requests, ep.failed, ep.badSignatures
 	ep.mu.Unlock()
@@ -237,4 +226,29 @@ ca_file = "`+filepath.Join(dir, "missing.pem")+`"
 			t.Errorf("stderr does not name %s:\n%s", want, stderr)
 		}
 	}
+}
+
+// applyWebhookEvents applies the items events to a map by key and returns
+// it with the number of items events.
+func applyWebhookEvents(events []webhookEvent) (map[int]map[string]any, int) {
+	state := map[int]map[string]any{}
+	n := 0
+	for _, e := range events {
+		if e.Table != "items" {
+			continue
+		}
+		n++
+		switch e.Op {
+		case "insert", "update", "read":
+			if e.Before != nil { // a key change removes the old row
+				delete(state, int(e.Before["id"].(float64)))
+			}
+			state[int(e.After["id"].(float64))] = e.After
+		case "delete":
+			delete(state, int(e.Key["id"].(float64)))
+		case "truncate":
+			clear(state)
+		}
+	}
+	return state, n
 }
