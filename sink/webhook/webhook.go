@@ -441,7 +441,12 @@ var endpointRefusals = map[int]bool{
 	http.StatusUpgradeRequired:      true,
 }
 
-// retryAfter parses a Retry-After value: seconds, or an HTTP date.
+// maxRetryAfter bounds the wait a Retry-After can ask for. A wait longer
+// than the pipeline gives a Write ends with it; the batch then comes again.
+const maxRetryAfter = 24 * time.Hour
+
+// retryAfter parses a Retry-After value: seconds, or an HTTP date. It
+// returns 0 for a value that is neither, or in the past.
 func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
@@ -450,10 +455,10 @@ func retryAfter(v string, now time.Time) time.Duration {
 		if n <= 0 {
 			return 0
 		}
-		return time.Duration(min(n, 24*3600)) * time.Second
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
+		return min(max(t.Sub(now), 0), maxRetryAfter)
 	}
 	return 0
 }

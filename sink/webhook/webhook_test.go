@@ -242,11 +242,26 @@ func TestParseRetryAfter(t *testing.T) {
 		"Wed, 02 Dec 2026 06:00:30 GMT": 30 * time.Second,
 		"Wed, 02 Dec 2026 05:59:00 GMT": 0, // in the past
 		"99999999":                      24 * time.Hour,
+		"Fri, 31 Dec 2100 23:59:59 GMT": 24 * time.Hour,
 	} {
 		if got := retryAfter(v, now); got != want {
 			t.Errorf("retryAfter(%q) = %v; want %v", v, got, want)
 		}
 	}
+}
+
+// FuzzRetryAfter: a Retry-After header is outside input; whatever it holds,
+// the wait is between 0 and maxRetryAfter.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"3", "-1", "Wed, 02 Dec 2026 06:00:30 GMT", "Monday, 02-Dec-26 06:00:30 GMT", "Wed Dec  2 06:00:30 2026", "9223372036854775807", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := retryAfter(v, now); d < 0 || d > maxRetryAfter {
+			t.Fatalf("retryAfter(%q) = %v", v, d)
+		}
+	})
 }
 
 // A handler that takes the events and then hangs past the timeout: the
