@@ -279,27 +279,30 @@ func TestTimeoutRetried(t *testing.T) {
 		}
 		return 0
 	})
-	s := open(t, ep, Options{Timeout: 200 * time.Millisecond})
+	s := open(t, ep, Options{Timeout: time.Second})
 	recs := sinktest.Records(0, 5)
 	if err := s.Write(context.Background(), recs); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	reqs := ep.all()
-	if len(reqs) == 0 {
-		t.Fatal("no request answered")
-	}
-	// The hung attempt is still in its handler; the retry was answered.
 	want := encode.ID(recs[0].Event) + ".." + encode.ID(recs[4].Event)
-	if reqs[0].key != want {
-		t.Fatalf("Idempotency-Key %q, want %q", reqs[0].key, want)
-	}
 	ep.mu.Lock()
 	attempts := ep.byKey[want]
 	ep.mu.Unlock()
-	if attempts != 2 {
-		t.Fatalf("%d attempts with key %q, want 2 (the hung one and its retry)", attempts, want)
+	if attempts < 2 {
+		t.Fatalf("%d attempts with key %q, want the hung one and at least one retry", attempts, want)
 	}
-	sameValues(t, ep.accepted(), values(recs))
+	// Every answered request had that key; a slow machine may have timed
+	// out a retry too, which the endpoint dedupes by it.
+	byKey := map[string][][]byte{}
+	for _, r := range ep.all() {
+		if r.key != want {
+			t.Fatalf("Idempotency-Key %q, want %q on every attempt", r.key, want)
+		}
+		if r.code < 300 {
+			byKey[r.key] = r.values
+		}
+	}
+	sameValues(t, byKey[want], values(recs))
 }
 
 // A connection closed without an answer is retried.
