@@ -148,6 +148,13 @@ type Sink struct {
 	Tables  Tables
 	Columns Columns
 	Route   Route
+	// DeadLetter names the sink that receives this sink's poison records
+	// (dead_letter = "NAME"): events that cannot be encoded, and records
+	// the destination refuses for good (a webhook's 4xx), each in a JSON
+	// envelope with the error. The named sink reads no source of its own.
+	// Empty: a poison record stops the sink, which retries it and logs
+	// that it is stuck, and never drops it.
+	DeadLetter string
 	// Settings are the type's own: *StdoutSink, *FileSink, *DiscardSink,
 	// *KafkaSink, *NATSSink, *RedisSink, *WebhookSink or *WebSocketSink.
 	Settings SinkSettings
@@ -281,11 +288,32 @@ type RedisSink struct {
 	Timeout time.Duration
 }
 
+// Webhook modes.
+const (
+	WebhookBatch  = "batch"  // a JSON array of events per request
+	WebhookSingle = "single" // one event per request
+)
+
 // WebhookSink POSTs events to a URL.
 type WebhookSink struct {
 	URL     string            // http:// or https://; required
 	Headers map[string]string // extra request headers, e.g. Authorization = "Bearer ${TOKEN}"
-	Timeout time.Duration     // per request; 10s by default
+	Timeout time.Duration     // per request attempt; 10s by default
+	// Secret signs every request with HMAC-SHA256 (X-Pgfeed-Signature);
+	// empty: requests are not signed.
+	Secret string
+	Mode   string // WebhookBatch (the default) or WebhookSingle
+	// MaxBatch bounds the events of one request in batch mode (500).
+	MaxBatch int
+	// MaxInFlight bounds the requests open at once (1: in commit order).
+	MaxInFlight int
+	// Retries is how often a request is tried again after a 5xx, 429,
+	// timeout or connection error before the write fails and the pipeline
+	// writes the batch again (8); 0: never.
+	Retries int
+	// MinBackoff and MaxBackoff bound the wait between retries (200ms, 30s).
+	MinBackoff, MaxBackoff time.Duration
+	TLS                    *TLS // nil: the system's defaults for https
 }
 
 // WebSocketSink serves events to WebSocket clients.

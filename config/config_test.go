@@ -45,7 +45,7 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Parse(data, env("PGFEED_DSN", "postgres://u:p@db/app", "WEBHOOK_TOKEN", "s3cret"))
+	c, err := Parse(data, env("PGFEED_DSN", "postgres://u:p@db/app", "WEBHOOK_TOKEN", "s3cret", "WEBHOOK_SECRET", "sign"))
 	if err != nil {
 		t.Fatalf("example.toml:\n%v", err)
 	}
@@ -60,7 +60,7 @@ func TestExample(t *testing.T) {
 			t.Errorf("sink %s: route.New: %v", s.Name, err)
 		}
 	}
-	want := "archive:file:json console:stdout:wal2json events:kafka:debezium bus:nats:json cache:redis:json hook:webhook:cloudevents live:websocket:json null:discard:avro"
+	want := "archive:file:json console:stdout:wal2json events:kafka:debezium bus:nats:json cache:redis:json hook:webhook:cloudevents hook_dead:file:json live:websocket:json null:discard:avro"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("sinks in file order:\n got %s\nwant %s", got, want)
 	}
@@ -100,7 +100,7 @@ func TestExample(t *testing.T) {
 		t.Errorf("cache: %+v %+v", r.Route, r.Settings)
 	}
 	hook := c.Sink("hook").Settings.(*WebhookSink)
-	if hook.Headers["Authorization"] != "Bearer s3cret" || hook.Timeout != 10*time.Second {
+	if hook.Headers["Authorization"] != "Bearer s3cret" || hook.Timeout != 10*time.Second || hook.Secret != "sign" || c.Sink("hook").DeadLetter != "hook_dead" {
 		t.Errorf("hook: %+v", hook)
 	}
 	if ws := c.Sink("live").Settings.(*WebSocketSink); *ws != (WebSocketSink{Path: "/changes"}) {
@@ -112,7 +112,8 @@ func TestExample(t *testing.T) {
 
 	// The example names its secret: without it, the error says which.
 	_, err = Parse(data, env("PGFEED_DSN", "x"))
-	if want := "sinks.hook.headers.Authorization: environment variable WEBHOOK_TOKEN is not set (set it, or give a default: ${WEBHOOK_TOKEN:-value})"; err == nil || err.Error() != want {
+	if want := "sinks.hook.headers.Authorization: environment variable WEBHOOK_TOKEN is not set (set it, or give a default: ${WEBHOOK_TOKEN:-value})\n" +
+		"sinks.hook.secret: environment variable WEBHOOK_SECRET is not set (set it, or give a default: ${WEBHOOK_SECRET:-value})"; err == nil || err.Error() != want {
 		t.Errorf("without WEBHOOK_TOKEN: %v\nwant %s", err, want)
 	}
 }
@@ -268,7 +269,7 @@ path = "out/"
 rotat_bytes = "64MB"`), `sinks.archive.rotat_bytes: unknown key (did you mean rotate_bytes?)`},
 		{"unknown key, other case", withSource(`DSN = "x"`), `sources.main.DSN: unknown key (did you mean dsn?)`},
 		{"unknown key of another type", sink(`type = "stdout"
-path = "out/"`), `sinks.archive.path: unknown key (known here: columns, format, route, sources, tables, type)`},
+path = "out/"`), `sinks.archive.path: unknown key (known here: columns, dead_letter, format, route, sources, tables, type)`},
 		{"unknown top-level key", "chekpoint = \"x\"\n" + minimal, `chekpoint: unknown key (did you mean checkpoint?)`},
 		{"wrong type", withSource(`create = "yes"`), `sources.main.create: expected a boolean, got string`},
 		{"wrong type, integer", sink(`type = "redis"
@@ -439,7 +440,7 @@ colour = true`, `sources.main.create: expected a boolean, got integer
 sinks.b.path: missing
 sinks.b.rotate_every: invalid duration "soon" (want e.g. "30s", "5m", "1h30m"): time: invalid duration "soon"
 sinks.a.format: unknown format "xml" (have: json, wal2json, debezium, cloudevents, avro)
-sinks.a.colour: unknown key (known here: columns, format, route, sources, tables, type)`},
+sinks.a.colour: unknown key (known here: columns, dead_letter, format, route, sources, tables, type)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,6 +23,10 @@ import (
 const (
 	DefaultCheckpoint     = "pgfeed.db"
 	DefaultWebhookTimeout = 10 * time.Second
+	DefaultWebhookBatch   = 500
+	DefaultWebhookRetries = 8
+	DefaultWebhookBackoff = 200 * time.Millisecond
+	DefaultWebhookMaxWait = 30 * time.Second
 	DefaultWebSocketPath  = "/changes"
 )
 
@@ -56,7 +60,9 @@ func Load(path string) (*Config, error) {
 // formats and types, table and column patterns, templates, row filters,
 // sizes, durations and addresses, and across tables: that each sink reads
 // defined sources, that each source feeds at least one sink, that no two
-// sources share a slot and no two sinks write the same file or endpoint.
+// sources share a slot and no two sinks write the same file or endpoint,
+// that TLS files load, and that each dead_letter names a sink that reads
+// no source (the only sinks allowed to have none).
 //
 // A source that feeds no sink is an error, not a warning: started, it
 // would either hold its slot's WAL on the server without bound or confirm
@@ -249,10 +255,17 @@ func (r *reader) sink(t *table) *Sink {
 			r.add(field, "empty")
 		}
 	})
+	// A sink without sources is a dead-letter sink, or a mistake:
+	// crossCheck tells which, once it knows every sink's dead_letter.
 	if !t.has("sources") {
-		r.add(t.path("sources"), `missing: name the sources this sink reads, e.g. sources = ["main"]`)
+		r.noSources = append(r.noSources, t.name)
 	} else if a, ok := t.m["sources"].([]any); ok && len(a) == 0 {
 		r.add(t.path("sources"), `empty: name the sources this sink reads, e.g. sources = ["main"]`)
+	}
+	if dl, ok := t.strOK("dead_letter"); ok {
+		if s.DeadLetter = dl; dl == "" {
+			r.add(t.path("dead_letter"), "empty: name the sink that receives this sink's poison records, or leave it out")
+		}
 	}
 	s.Format = t.strDefault("format", "json")
 	if s.Format != "" && !slices.Contains(formats, s.Format) {
@@ -311,21 +324,7 @@ func (r *reader) sink(t *table) *Sink {
 	case SinkRedis:
 		s.Settings = r.redisSink(t, rt, s)
 	case SinkWebhook:
-		w := &WebhookSink{URL: t.mustStr("url"), Headers: t.strMap("headers"), Timeout: t.duration("timeout")}
-		if w.URL != "" && !validURL(w.URL, "http", "https") {
-			r.add(t.path("url"), "invalid URL %q (want http:// or https://)", w.URL)
-		}
-		for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
-			if !validHeaderName(name) {
-				r.add(append(slices.Clone(t.key), "headers", name).String(), "invalid header name")
-			}
-		}
-		if !t.has("timeout") {
-			w.Timeout = DefaultWebhookTimeout
-		} else if w.Timeout == 0 && !r.failed(t.path("timeout")) {
-			r.add(t.path("timeout"), "must be positive: a request without a deadline can stall the pipeline")
-		}
-		s.Settings = w
+		s.Settings = r.webhook(t, s)
 	case SinkWebSocket:
 		listen, ok := t.strOK("listen")
 		ws := &WebSocketSink{Listen: listen, Path: t.strDefault("path", DefaultWebSocketPath)}
@@ -350,6 +349,80 @@ func (r *reader) sink(t *table) *Sink {
 	}
 	t.done()
 	return s
+}
+
+func (r *reader) webhook(t *table, s *Sink) *WebhookSink {
+	w := &WebhookSink{URL: t.mustStr("url"), Headers: t.strMap("headers"), Timeout: t.duration("timeout")}
+	if w.URL != "" && !validURL(w.URL, "http", "https") {
+		r.add(t.path("url"), "invalid URL %q (want http:// or https://)", w.URL)
+	}
+	for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
+		if !validHeaderName(name) {
+			r.add(append(slices.Clone(t.key), "headers", name).String(), "invalid header name")
+		}
+	}
+	if !t.has("timeout") {
+		w.Timeout = DefaultWebhookTimeout
+	} else if w.Timeout == 0 && !r.failed(t.path("timeout")) {
+		r.add(t.path("timeout"), "must be positive: a request without a deadline can stall the pipeline")
+	}
+	if t.has("secret") {
+		// Present but empty (an unset ${SECRET:-}) must not quietly turn
+		// signing off.
+		w.Secret = t.mustStr("secret")
+	}
+	w.Mode = t.strDefault("mode", WebhookBatch)
+	if w.Mode != "" && w.Mode != WebhookBatch && w.Mode != WebhookSingle {
+		r.add(t.path("mode"), "unknown mode %q (have: batch, single)", w.Mode)
+	}
+	if s.Format == "avro" && w.Mode == WebhookBatch {
+		r.add(t.path("format"), `avro is binary and cannot be batched in a JSON array: set mode = "single", or use another format`)
+	}
+	positive := func(k string, def int) int {
+		if !t.has(k) {
+			t.get(k)
+			return def
+		}
+		n := t.integer(k)
+		if n < 1 && !r.failed(t.path(k)) {
+			r.add(t.path(k), "must be at least 1")
+		}
+		return int(n)
+	}
+	w.MaxBatch = positive("max_batch", DefaultWebhookBatch)
+	w.MaxInFlight = positive("max_in_flight", 1)
+	if w.Mode == WebhookSingle && t.has("max_batch") {
+		r.add(t.path("max_batch"), `has no effect with mode = "single": remove it`)
+	}
+	w.Retries = DefaultWebhookRetries
+	if t.has("retries") {
+		if w.Retries = int(t.integer("retries")); w.Retries < 0 {
+			r.add(t.path("retries"), "must not be negative (0: no retries)")
+		}
+	} else {
+		t.get("retries")
+	}
+	w.MinBackoff, w.MaxBackoff = DefaultWebhookBackoff, DefaultWebhookMaxWait
+	if t.has("retry_backoff") {
+		if w.MinBackoff = t.duration("retry_backoff"); w.MinBackoff == 0 && !r.failed(t.path("retry_backoff")) {
+			r.add(t.path("retry_backoff"), "must be positive")
+		}
+	} else {
+		t.get("retry_backoff")
+	}
+	if t.has("retry_max_backoff") {
+		w.MaxBackoff = t.duration("retry_max_backoff")
+		if !r.failed(t.path("retry_max_backoff")) && w.MaxBackoff < w.MinBackoff {
+			r.add(t.path("retry_max_backoff"), "%s is less than retry_backoff (%s)", w.MaxBackoff, w.MinBackoff)
+		}
+	} else {
+		t.get("retry_max_backoff")
+	}
+	w.TLS = r.tls(t)
+	if w.TLS != nil && strings.HasPrefix(w.URL, "http://") {
+		r.add(t.path("tls"), "set, but url is http://: use https://, or remove the tls settings")
+	}
+	return w
 }
 
 // template reads an optional destination template.
@@ -409,6 +482,7 @@ func (r *reader) crossCheck(c *Config) {
 			}
 		}
 	}
+	r.checkDeadLetters(c)
 	slots := make(map[string]string)
 	for _, s := range c.Sources {
 		// A misspelt source name in a sink already explains why a source
@@ -457,6 +531,60 @@ func (r *reader) crossCheck(c *Config) {
 			} else {
 				endpoints[ep] = s.Name
 			}
+		}
+	}
+}
+
+// checkDeadLetters checks each dead_letter and the sinks without sources,
+// which must be dead-letter sinks.
+func (r *reader) checkDeadLetters(c *Config) {
+	names := make([]string, len(c.Sinks))
+	for i, s := range c.Sinks {
+		names[i] = s.Name
+	}
+	usedBy := map[string]string{} // dead-letter sink → the first sink naming it
+	named := map[string]bool{}    // sinks named by a dead_letter, rightly or not
+	for _, s := range c.Sinks {
+		if s.DeadLetter == "" {
+			continue
+		}
+		named[s.DeadLetter] = true
+		field := toml.Key{"sinks", s.Name, "dead_letter"}.String()
+		dl := c.Sink(s.DeadLetter)
+		switch {
+		case s.DeadLetter == s.Name:
+			r.add(field, "names this sink itself: name another sink, e.g. a file sink without sources")
+		case dl == nil:
+			if hint := suggest(s.DeadLetter, names); hint != "" {
+				r.add(field, "unknown sink %q (did you mean %s?)", s.DeadLetter, hint)
+			} else {
+				r.add(field, "unknown sink %q (have: %s)", s.DeadLetter, strings.Join(names, ", "))
+			}
+		case dl.DeadLetter != "":
+			r.add(field, "sink %q has a dead_letter of its own: a dead-letter sink must be the end of the line", s.DeadLetter)
+		case len(dl.Sources) > 0:
+			r.add(field, "sink %q reads sources: a dead-letter sink gets only poison records, so remove its sources", s.DeadLetter)
+		default:
+			if _, ok := usedBy[dl.Name]; !ok {
+				usedBy[dl.Name] = s.Name
+			}
+		}
+	}
+	for _, name := range r.noSources {
+		s := c.Sink(name)
+		by, ok := usedBy[name]
+		if !ok {
+			if !named[name] { // else reported with the dead_letter naming it
+				r.add(toml.Key{"sinks", name, "sources"}.String(), `missing: name the sources this sink reads, e.g. sources = ["main"]`)
+			}
+			continue
+		}
+		prefix := fmt.Sprintf("dead-letter sink of %s", toml.Key{"sinks", by})
+		if s.Format != "json" {
+			r.add(toml.Key{"sinks", name, "format"}.String(), "%s: it writes JSON envelopes, so remove format", prefix)
+		}
+		if len(s.Tables.Include)+len(s.Tables.Exclude)+len(s.Columns.Drop)+len(s.Columns.Mask) > 0 {
+			r.add(toml.Key{"sinks", name}.String(), "%s: it takes every poison record whole, so remove its tables and columns (filter in %s)", prefix, toml.Key{"sinks", by})
 		}
 	}
 }

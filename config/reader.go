@@ -22,6 +22,8 @@ type reader struct {
 	getenv   func(string) (string, bool)
 	problems []Problem
 	order    map[string]int // each key's position in the file, for reporting in file order
+	// noSources are the sinks without a sources key, in file order.
+	noSources []string
 }
 
 func (r *reader) add(field, format string, args ...any) {

@@ -13,6 +13,7 @@ import (
 	"github.com/pgfeed/pgfeed/sink/discard"
 	"github.com/pgfeed/pgfeed/sink/file"
 	"github.com/pgfeed/pgfeed/sink/stdout"
+	"github.com/pgfeed/pgfeed/sink/webhook"
 	"github.com/pgfeed/pgfeed/source"
 )
 
@@ -20,10 +21,10 @@ import (
 // sinks (a file sink creates its folder), so Close them through Run, or
 // CloseSinks when the pipeline never runs.
 func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
-	p := &Pipeline{Store: store, Logger: log}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	p := &Pipeline{Store: store, Logger: log}
 	databases := map[string]string{}
 	for _, s := range cfg.Sources {
 		pgs, ok := s.Settings.(*config.PostgresSource)
@@ -61,7 +62,10 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (S
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
 	}
-	opts := encode.Options{ServerName: k.Sources[0], Database: databases[k.Sources[0]]}
+	var opts encode.Options
+	if len(k.Sources) > 0 { // a dead-letter sink has none, and no use for its encoder
+		opts = encode.Options{ServerName: k.Sources[0], Database: databases[k.Sources[0]]}
+	}
 	enc, err := encode.New(k.Format, opts)
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s.format: %w", k.Name, err)
@@ -93,10 +97,29 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (S
 		if s, err = openRedis(st, log.With("sink", k.Name)); err != nil {
 			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
 		}
+	case *config.WebhookSink:
+		var tlsOpts webhook.TLSOptions
+		if t := st.TLS; t != nil {
+			tlsOpts = webhook.TLSOptions{CAFile: t.CA, CertFile: t.Cert, KeyFile: t.Key, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		}
+		retries := st.Retries
+		if retries == 0 {
+			retries = -1 // the config's zero means none
+		}
+		w, err := webhook.New(webhook.Options{
+			URL: st.URL, Headers: st.Headers, Format: k.Format, Single: st.Mode == config.WebhookSingle,
+			MaxBatch: st.MaxBatch, MaxInFlight: st.MaxInFlight, Timeout: st.Timeout, Secret: []byte(st.Secret),
+			Retries: retries, MinBackoff: st.MinBackoff, MaxBackoff: st.MaxBackoff, TLS: tlsOpts,
+			Logger: log.With("sink", k.Name),
+		})
+		if err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
+		s = w
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
 	}
-	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true}, nil
+	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true, DeadLetter: k.DeadLetter}, nil
 }
 
 // CloseSinks closes every sink; for a pipeline that will not Run.

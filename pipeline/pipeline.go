@@ -44,6 +44,12 @@ type Sink struct {
 	// MaxBatch and MaxBatchBytes bound one Write (defaults 2000 events, 4 MiB).
 	MaxBatch      int
 	MaxBatchBytes int
+	// DeadLetter names the sink (of the same pipeline, with no Sources)
+	// that receives this sink's poison records: events that cannot be
+	// encoded, and records the sink reports in a *sink.RejectedError. Each
+	// goes there in an Envelope, and the sink goes on. Empty: the sink
+	// retries a poison record for ever and logs that it is stuck.
+	DeadLetter string
 	// QueueBatches is how many batches may wait for the sink (default 4).
 	// With the batch bounds it caps the memory a slow sink can make the
 	// pipeline hold; beyond it the source stops reading from Postgres.
@@ -59,8 +65,9 @@ type Pipeline struct {
 	// Backoff bounds the wait between reconnects (defaults 100ms to 10s).
 	MinBackoff, MaxBackoff time.Duration
 
-	stats   sync.Map // sink name → *SinkStats
-	sources sync.Map // source name → *sourceRun, while running
+	stats       sync.Map // sink name → *SinkStats
+	deadLetters map[string]*deadLetter
+	sources     sync.Map // source name → *sourceRun, while running
 }
 
 // SourceStatus is the state of one source.
@@ -84,6 +91,9 @@ type SinkStatus struct {
 	QueuedBytes    int64     `json:"queued_bytes"`
 	MaxQueuedBytes int64     `json:"max_queued_bytes"`
 	WriteErrors    uint64    `json:"write_errors"`
+	// DeadLettered counts the poison records the sink sent to its
+	// dead-letter sink.
+	DeadLettered uint64 `json:"dead_lettered"`
 }
 
 // Status is a point-in-time view of the pipeline, for the admin API.
@@ -121,7 +131,7 @@ func (p *Pipeline) Status() Status {
 		st.Sinks = append(st.Sinks, SinkStatus{
 			Name: name, Events: s.Events.Load(), Batches: s.Batches.Load(), Bytes: s.Bytes.Load(),
 			Durable: event.LSN(s.Durable.Load()), QueuedBytes: s.QueuedBytes.Load(), MaxQueuedBytes: s.MaxQueuedBytes.Load(),
-			WriteErrors: s.WriteErrors.Load(),
+			WriteErrors: s.WriteErrors.Load(), DeadLettered: s.DeadLettered.Load(),
 		})
 	}
 	return st
@@ -137,6 +147,7 @@ type SinkStats struct {
 	Durable         atomic.Uint64 // position made durable (an LSN)
 	WriteErrors     atomic.Uint64
 	SkippedReplayed atomic.Uint64 // events at or before the sink's checkpoint, skipped after a restart
+	DeadLettered    atomic.Uint64 // poison records sent to the dead-letter sink
 }
 
 // Stats returns the counters of the named sink (zero before it starts).
@@ -153,8 +164,26 @@ func (p *Pipeline) validate() error {
 		}
 		names[s.Name] = true
 	}
+	sinks := map[string]*Sink{}
+	for i := range p.Sinks {
+		sinks[p.Sinks[i].Name] = &p.Sinks[i]
+	}
+	deadLetters := map[string]bool{}
 	for _, k := range p.Sinks {
-		if len(k.Sources) == 0 {
+		if k.DeadLetter == "" {
+			continue
+		}
+		dl := sinks[k.DeadLetter]
+		switch {
+		case dl == nil || k.DeadLetter == k.Name:
+			return fmt.Errorf("pipeline: dead-letter sink %q of sink %q is not another sink of the pipeline", k.DeadLetter, k.Name)
+		case len(dl.Sources) > 0 || dl.DeadLetter != "":
+			return fmt.Errorf("pipeline: dead-letter sink %q of sink %q must have no sources and no dead letter of its own", k.DeadLetter, k.Name)
+		}
+		deadLetters[k.DeadLetter] = true
+	}
+	for _, k := range p.Sinks {
+		if len(k.Sources) == 0 && !deadLetters[k.Name] {
 			return fmt.Errorf("pipeline: sink %q has no source", k.Name)
 		}
 		for _, s := range k.Sources {
@@ -197,6 +226,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		if k.QueueBatches <= 0 {
 			k.QueueBatches = 4
+		}
+	}
+	p.deadLetters = map[string]*deadLetter{}
+	for i := range p.Sinks {
+		if name := p.Sinks[i].DeadLetter; name != "" && p.deadLetters[name] == nil {
+			for j := range p.Sinks {
+				if p.Sinks[j].Name == name {
+					p.deadLetters[name] = &deadLetter{k: &p.Sinks[j], stats: p.sinkStats(name)}
+				}
+			}
 		}
 	}
 	errs := make(chan error, len(p.Sources))

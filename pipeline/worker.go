@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/pgfeed/pgfeed/checkpoint"
+	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/sink"
 )
@@ -21,7 +23,8 @@ type worker struct {
 	// durable before a restart): after a reconnect the stream delivers such
 	// transactions again, and the sink has them.
 	skipUpTo event.LSN
-	err      error // the failure that stopped the worker, if any
+	err      error       // the failure that stopped the worker, if any
+	dl       *deadLetter // where poison records go; nil: the worker is stuck on them
 
 	records []sink.Record
 	buf     []byte
@@ -32,7 +35,7 @@ func newWorker(r *sourceRun, k *Sink) (*worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint of sink %s: %w", k.Name, err)
 	}
-	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos}
+	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos, dl: r.p.deadLetters[k.DeadLetter]}
 	w.stats.Durable.Store(uint64(pos))
 	return w, nil
 }
@@ -76,7 +79,7 @@ func (w *worker) run(ctx context.Context) {
 	for b := range w.queue {
 		backoff := w.r.p.MinBackoff
 		for {
-			err := w.write(b)
+			err := w.write(ctx, b)
 			if err == nil {
 				break
 			}
@@ -87,7 +90,11 @@ func (w *worker) run(ctx context.Context) {
 				}
 				return
 			}
-			log.Warn("writing batch; retrying", "err", err, "in", backoff)
+			if _, stuck := errors.AsType[*errStuck](err); stuck {
+				log.Error("sink is stuck on a poison record, retrying it: set dead_letter on the sink to set such records aside", "err", err, "in", backoff)
+			} else {
+				log.Warn("writing batch; retrying", "err", err, "in", backoff)
+			}
 			sleep(ctx, backoff)
 			backoff = min(2*backoff, w.r.p.MaxBackoff)
 		}
@@ -96,12 +103,18 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // write routes and encodes a batch, writes it, and records its position.
-func (w *worker) write(b batch) error {
+// Poison records (an event that cannot be encoded, a record the sink
+// reports rejected) go to the dead-letter sink before the position is
+// recorded. Without one, an encode error fails write with an *errStuck,
+// and records the sink rejected are written again, alone, until the sink
+// takes them or ctx ends: the rest of the batch is not sent again each time.
+func (w *worker) write(ctx context.Context, b batch) error {
 	w.records = w.records[:0]
 	w.buf = w.buf[:0]
 	var durable event.LSN
 	type span struct{ start, end int }
 	spans := make([]span, 0, len(b.events))
+	var poison []poisoned
 	for _, e := range b.events {
 		if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
 			durable = e.CommitLSN
@@ -117,7 +130,12 @@ func (w *worker) write(b batch) error {
 		start := len(w.buf)
 		var err error
 		if w.buf, err = w.k.Encoder.Encode(w.buf, rec.Event); err != nil {
-			return fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			err = fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			if w.dl == nil {
+				return &errStuck{err}
+			}
+			poison = append(poison, poisoned{rec: rec, err: err, order: 2 * len(w.records)})
+			continue
 		}
 		spans = append(spans, span{start, len(w.buf)})
 		rec.Source = w.r.src.Name
@@ -128,15 +146,32 @@ func (w *worker) write(b batch) error {
 		w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
 	}
 	if len(w.records) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		err := w.k.Sink.Write(ctx, w.records)
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := w.k.Sink.Write(wctx, w.records)
 		cancel()
+		refused := 0
 		if err != nil {
-			return err
+			rej, rerr := rejected(err, w.records)
+			if rerr != nil {
+				return rerr
+			}
+			if w.dl == nil {
+				if err := w.retryRejected(ctx, rej); err != nil {
+					return err
+				}
+				rej = nil
+			}
+			refused = len(rej)
+			poison = append(poison, rej...)
 		}
-		w.stats.Events.Add(uint64(len(w.records)))
+		w.stats.Events.Add(uint64(len(w.records) - refused))
 		w.stats.Bytes.Add(uint64(len(w.buf)))
 		w.stats.Batches.Add(1)
+	}
+	if len(poison) > 0 {
+		if err := w.sendDeadLetters(poison); err != nil {
+			return err
+		}
 	}
 	if durable > event.LSN(w.stats.Durable.Load()) {
 		if err := w.r.p.Store.SetPosition(w.r.src.Name, w.k.Name, durable); err != nil {
@@ -144,6 +179,40 @@ func (w *worker) write(b batch) error {
 		}
 		w.stats.Durable.Store(uint64(durable))
 		w.r.durable()
+	}
+	return nil
+}
+
+// retryRejected writes the records a sink rejected, and only them, until
+// it takes them all, saying each time that the sink is stuck. It gives up
+// when ctx ends (the pipeline stops; nothing of the batch is acked) or on
+// another kind of failure, which the caller retries with the whole batch.
+func (w *worker) retryRejected(ctx context.Context, rej []poisoned) error {
+	log := w.r.p.Logger.With("source", w.r.src.Name, "sink", w.k.Name)
+	backoff := w.r.p.MinBackoff
+	for len(rej) > 0 {
+		w.stats.WriteErrors.Add(1)
+		log.Error("sink is stuck on a poison record, retrying it: set dead_letter on the sink to set such records aside",
+			"records", len(rej), "id", encode.ID(rej[0].rec.Event), "err", rej[0].err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return &errStuck{fmt.Errorf("%d records rejected: %w", len(rej), rej[0].err)}
+		}
+		backoff = min(2*backoff, w.r.p.MaxBackoff)
+		recs := make([]sink.Record, len(rej))
+		for i := range rej {
+			recs[i] = rej[i].rec
+		}
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := w.k.Sink.Write(wctx, recs)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		again, rerr := rejected(err, recs)
+		if rerr != nil {
+			return rerr
+		}
+		rej = again
 	}
 	return nil
 }

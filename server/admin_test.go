@@ -34,7 +34,7 @@ func streamingStatus(t *testing.T) pipeline.Status {
 		}},
 		Sinks: []pipeline.SinkStatus{{
 			Name: "out", Events: 40, Batches: 3, Bytes: 4096, Durable: lsn(t, "0/16B3700"),
-			QueuedBytes: 128, MaxQueuedBytes: 512, WriteErrors: 2,
+			QueuedBytes: 128, MaxQueuedBytes: 512, WriteErrors: 2, DeadLettered: 5,
 		}},
 	}
 }
@@ -112,7 +112,8 @@ func TestAdminEndpoints(t *testing.T) {
 				}
 				sink := m["sinks"].([]any)[0].(map[string]any)
 				want = map[string]any{"name": "out", "events": 40.0, "batches": 3.0, "bytes": 4096.0,
-					"durable_lsn": "0/16B3700", "queued_bytes": 128.0, "max_queued_bytes": 512.0, "write_errors": 2.0}
+					"durable_lsn": "0/16B3700", "queued_bytes": 128.0, "max_queued_bytes": 512.0, "write_errors": 2.0,
+					"dead_lettered": 5.0}
 				for k, v := range want {
 					if sink[k] != v {
 						t.Errorf("sinks[0].%s = %v, want %v", k, sink[k], v)
@@ -299,6 +300,7 @@ func TestMetrics(t *testing.T) {
 		{"pgfeed_sink_bytes_total", counter, "sink", "out", 4096, false},
 		{"pgfeed_sink_batches_total", counter, "sink", "out", 3, false},
 		{"pgfeed_sink_write_errors_total", counter, "sink", "out", 2, false},
+		{"pgfeed_sink_dead_letters_total", counter, "sink", "out", 5, false},
 		{"pgfeed_sink_queued_bytes", gauge, "sink", "out", 128, false},
 		{"pgfeed_sink_queued_bytes_max", gauge, "sink", "out", 512, false},
 		{"pgfeed_sink_durable_lsn", gauge, "sink", "out", 0x16B3700, false},

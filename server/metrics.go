@@ -15,7 +15,7 @@ type statusCollector struct {
 
 	srcStreaming, srcEvents, srcReconnects, srcConfirmed, srcWALEnd, srcLag *prometheus.Desc
 
-	sinkEvents, sinkBytes, sinkBatches, sinkWriteErrors, sinkQueued, sinkQueuedMax, sinkDurable *prometheus.Desc
+	sinkEvents, sinkBytes, sinkBatches, sinkWriteErrors, sinkDeadLetters, sinkQueued, sinkQueuedMax, sinkDurable *prometheus.Desc
 }
 
 func newStatusCollector(status func() pipeline.Status) *statusCollector {
@@ -38,6 +38,7 @@ func newStatusCollector(status func() pipeline.Status) *statusCollector {
 		sinkBytes:       sink("bytes_total", "Encoded bytes written to the sink."),
 		sinkBatches:     sink("batches_total", "Batches written to the sink."),
 		sinkWriteErrors: sink("write_errors_total", "Failed writes to the sink (each is retried)."),
+		sinkDeadLetters: sink("dead_letters_total", "Poison records (not encodable, or refused for good by the destination) the sink sent to its dead-letter sink."),
 		sinkQueued:      sink("queued_bytes", "Estimated bytes of events waiting for the sink."),
 		sinkQueuedMax:   sink("queued_bytes_max", "Highest queued_bytes seen since the start."),
 		sinkDurable:     sink("durable_lsn", "Position the sink has made durable, as a WAL byte position. Absent until the sink has made anything durable."),
@@ -49,7 +50,7 @@ func newStatusCollector(status func() pipeline.Status) *statusCollector {
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.srcStreaming, c.srcEvents, c.srcReconnects, c.srcConfirmed, c.srcWALEnd, c.srcLag,
-		c.sinkEvents, c.sinkBytes, c.sinkBatches, c.sinkWriteErrors, c.sinkQueued, c.sinkQueuedMax, c.sinkDurable,
+		c.sinkEvents, c.sinkBytes, c.sinkBatches, c.sinkWriteErrors, c.sinkDeadLetters, c.sinkQueued, c.sinkQueuedMax, c.sinkDurable,
 	} {
 		ch <- d
 	}
@@ -91,6 +92,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, c.sinkBytes, prometheus.CounterValue, float64(k.Bytes), k.Name)
 		emit(ch, c.sinkBatches, prometheus.CounterValue, float64(k.Batches), k.Name)
 		emit(ch, c.sinkWriteErrors, prometheus.CounterValue, float64(k.WriteErrors), k.Name)
+		emit(ch, c.sinkDeadLetters, prometheus.CounterValue, float64(k.DeadLettered), k.Name)
 		emit(ch, c.sinkQueued, prometheus.GaugeValue, float64(k.QueuedBytes), k.Name)
 		emit(ch, c.sinkQueuedMax, prometheus.GaugeValue, float64(k.MaxQueuedBytes), k.Name)
 		if k.Durable != 0 {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -32,6 +33,12 @@ type Record struct {
 // is never delivered again. On error nothing of the batch counts as written,
 // and the pipeline will deliver it again, so sinks must tolerate duplicates
 // of a failed batch. A Sink is used by one goroutine at a time.
+//
+// A sink that the destination refuses some records of for good (an HTTP
+// 4xx, a message too large for the broker) returns a *RejectedError that
+// lists them: every other record of the batch is then durable, and the
+// pipeline hands the listed ones to the sink's dead-letter destination
+// instead of retrying the batch.
 type Sink interface {
 	Write(ctx context.Context, batch []Record) error
 	Close() error
@@ -47,4 +54,37 @@ func CheckLines(batch []Record) error {
 		}
 	}
 	return nil
+}
+
+// RejectedError is what Write returns when the destination refused some
+// records of the batch for good and accepted all the others: retrying the
+// refused ones would fail the same way. Rejected lists them in batch order.
+type RejectedError struct {
+	Rejected []Rejected
+}
+
+// Rejected is one record that the destination refused.
+type Rejected struct {
+	Index int   // the record's index in the batch given to Write
+	Err   error // why the destination refused it
+}
+
+// Error names how many records were refused and the first reason.
+func (e *RejectedError) Error() string {
+	if len(e.Rejected) == 0 {
+		return "no record rejected"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d record(s) rejected by the destination", len(e.Rejected))
+	fmt.Fprintf(&b, "; record %d: %v", e.Rejected[0].Index, e.Rejected[0].Err)
+	return b.String()
+}
+
+// Unwrap returns the reason of every rejected record.
+func (e *RejectedError) Unwrap() []error {
+	errs := make([]error, len(e.Rejected))
+	for i, r := range e.Rejected {
+		errs[i] = r.Err
+	}
+	return errs
 }

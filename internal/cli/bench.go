@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +25,7 @@ type benchFlags struct {
 	txnSize    int
 	rounds     int
 	cpuprofile string
+	sinks      []string // extra sinks to run to, each against a local server
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -43,6 +47,7 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 	c.Flags().IntVar(&f.rows, "rows", 300_000, "rows inserted (plus 10% updated and 5% deleted)")
 	c.Flags().IntVar(&f.txnSize, "txn-size", 1000, "changes per transaction")
 	c.Flags().StringVar(&f.cpuprofile, "cpuprofile", "", "write CPU profiles of the pgfeed runs to FILE.<round>")
+	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks, each against a local server: webhook")
 	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
 	return c
 }
@@ -50,6 +55,11 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	if f.rows <= 0 || f.txnSize <= 0 || f.rounds <= 0 {
 		return fmt.Errorf("--rows, --txn-size and --rounds must be positive")
+	}
+	for _, k := range f.sinks {
+		if k != "webhook" {
+			return fmt.Errorf("--sink %s: not available to bench (have: webhook)", k)
+		}
 	}
 	binDir, err := pgcluster.FindBinDir()
 	if err != nil {
@@ -83,6 +93,22 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	for r := 0; r < f.rounds; r++ {
 		slots = append(slots, fmt.Sprintf("pgfeed_bench_recv_%d", r), fmt.Sprintf("pgfeed_bench_feed_%d", r),
 			fmt.Sprintf("pgfeed_bench_run_discard_%d", r), fmt.Sprintf("pgfeed_bench_run_file_%d", r))
+	}
+	// The extra sinks' slots come after, one per sink and round.
+	for _, k := range f.sinks {
+		for r := 0; r < f.rounds; r++ {
+			slots = append(slots, fmt.Sprintf("pgfeed_bench_run_%s_%d", k, r))
+		}
+	}
+	extraSlot := func(i, r int) string { return slots[perRound*f.rounds+i*f.rounds+r] }
+	extraSettings := map[string]string{}
+	if slices.Contains(f.sinks, "webhook") {
+		url, stop, err := benchWebhook()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		extraSettings["webhook"] = fmt.Sprintf("url = %q\nmax_in_flight = 2\n", url)
 	}
 	work, err := os.MkdirTemp("", "pgfeed-bench-")
 	if err != nil {
@@ -147,6 +173,9 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 			slot = slots[perRound*r+3]
 			extra = fmt.Sprintf("path = %q\nrotate_bytes = \"256MiB\"\n", filepath.Join(work, fmt.Sprintf("files-%d", r)))
 		}
+		if i := slices.Index(f.sinks, sinkType); i >= 0 {
+			slot, extra = extraSlot(i, r), extraSettings[sinkType]
+		}
 		path := filepath.Join(work, fmt.Sprintf("%s-%d.toml", sinkType, r))
 		cfg := fmt.Sprintf("checkpoint = %q\n[log]\nlevel = \"warn\"\n[sources.main]\ndsn = %q\nslot = %q\npublication = %q\n[sinks.out]\ntype = %q\nsources = [\"main\"]\n%s",
 			filepath.Join(work, fmt.Sprintf("%s-%d.db", sinkType, r)), dsn, slot, pub, sinkType, extra)
@@ -176,6 +205,14 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 			func() error { return timed("run discard", runDiscard) },
 			func() error { return timed("run file", runFile) },
 		}
+		for _, k := range f.sinks {
+			cfg, err := runConfig(r, k)
+			if err != nil {
+				return err
+			}
+			cmd := exec.CommandContext(ctx, self, "run", "--config", cfg, "--endpos", end)
+			steps = append(steps, func() error { return timed("run "+k, cmd) })
+		}
 		if r%2 == 1 { // alternate, so that none always reads a warmer cache
 			slices.Reverse(steps)
 		}
@@ -191,7 +228,28 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	for _, name := range []string{"pgfeed stream", "run discard", "run file"} {
 		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical)\n", name, rate(name), rate(name)/recvRate)
 	}
+	for _, k := range f.sinks {
+		name := "run " + k
+		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical, %.2fx run discard)\n", name, rate(name), rate(name)/recvRate, rate(name)/rate("run discard"))
+	}
 	return nil
+}
+
+// benchWebhook serves a webhook endpoint on a free local port that reads
+// each request and accepts it, as a receiver that does no work would.
+func benchWebhook() (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("starting the bench webhook: %w", err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String() + "/bench", func() { _ = srv.Close() }, nil
 }
 
 // benchWorkload writes the workload and returns the number of row changes.
