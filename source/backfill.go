@@ -130,6 +130,13 @@ func (b *backfiller) requestFromWAL(ctx context.Context, id int64) {
 	}
 }
 
+// busy reports whether backfills are queued or running.
+func (b *backfiller) busy() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue) > 0 || b.running
+}
+
 // finishSnapshot backfills the tables of an interrupted initial snapshot
 // (SQL names) and records the snapshot as done once every one of them was
 // read and acked.

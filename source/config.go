@@ -54,7 +54,8 @@ type Config struct {
 	// slot's confirmed position (only later positions are honoured).
 	StartLSN event.LSN
 	// EndLSN stops the stream (Next returns io.EOF) once every transaction
-	// committed at or before it was delivered, like pg_recvlogical --endpos.
+	// committed at or before it was delivered, like pg_recvlogical --endpos,
+	// and no backfill is in progress (those are let finish).
 	EndLSN event.LSN
 
 	// Transactions delivers begin and commit events around each transaction.

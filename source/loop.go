@@ -51,9 +51,10 @@ type loop struct {
 	keyed map[uint32]bool
 }
 
+// run streams until ctx is cancelled, the end position is reached
+// (io.EOF) or the connection fails. The caller closes the connections.
 func (l *loop) run(ctx context.Context) (err error) {
 	l.streaming = true
-	defer l.close()
 	conn := l.repl.Conn()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
 	defer stop()
@@ -103,6 +104,42 @@ func (l *loop) run(ctx context.Context) (err error) {
 			return fmt.Errorf("the server ended replication")
 		default:
 			// Notices and parameter changes need no action.
+		}
+	}
+}
+
+// linger keeps the connection alive once the end position was reached,
+// until ctx is cancelled (Close): it answers keepalives and reports the
+// consumer's acks, and drops what the server still sends (it is past the
+// end and not confirmed, so it comes again on the next stream).
+func (l *loop) linger(ctx context.Context) {
+	conn := l.repl.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	for ctx.Err() == nil {
+		if !time.Now().Before(l.nextStatus) {
+			if l.sendStatus(false) != nil {
+				return
+			}
+		}
+		_ = conn.SetReadDeadline(l.nextStatus)
+		if ctx.Err() != nil {
+			return
+		}
+		msg, err := l.repl.ReceiveMessage(context.Background())
+		if err != nil {
+			var netErr net.Error
+			if errors.As(err, &netErr) && netErr.Timeout() || pgconn.Timeout(err) {
+				continue
+			}
+			return
+		}
+		if cd, ok := msg.(*pgproto3.CopyData); ok && len(cd.Data) > 0 && cd.Data[0] == pglogrepl.PrimaryKeepaliveMessageByteID {
+			if ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(cd.Data[1:]); err == nil && ka.ReplyRequested {
+				if l.sendStatus(false) != nil {
+					return
+				}
+			}
 		}
 	}
 }
@@ -169,7 +206,7 @@ func (l *loop) handleCopyData(ctx context.Context, data []byte) error {
 		if !l.dec.inTxn && !l.inStream {
 			l.s.tracker.serverEnd(end)
 		}
-		if l.s.cfg.EndLSN != 0 && end >= l.s.cfg.EndLSN && !l.dec.inTxn && len(l.spools) == 0 {
+		if l.pastEnd(end) && !l.dec.inTxn && len(l.spools) == 0 {
 			if err := l.flush(ctx, true); err != nil {
 				return err
 			}
@@ -282,7 +319,7 @@ func spoolXID(msg pgoutput.Message) uint32 {
 func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Message) error {
 	switch m := msg.(type) {
 	case *pgoutput.Begin:
-		if l.s.cfg.EndLSN != 0 && event.LSN(m.FinalLSN) > l.s.cfg.EndLSN {
+		if l.pastEnd(event.LSN(m.FinalLSN)) && event.LSN(m.FinalLSN) != l.s.cfg.EndLSN {
 			// Like pg_recvlogical --endpos: stop before the first
 			// transaction that commits after the end position.
 			if err := l.flush(ctx, true); err != nil {
@@ -331,7 +368,7 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 	}
 	if c, ok := msg.(*pgoutput.Commit); ok {
 		l.s.tracker.commit(event.LSN(c.CommitLSN), event.LSN(c.EndLSN))
-		if l.s.cfg.EndLSN != 0 && event.LSN(c.EndLSN) >= l.s.cfg.EndLSN {
+		if l.pastEnd(event.LSN(c.EndLSN)) {
 			if err := l.flush(ctx, true); err != nil {
 				return err
 			}
@@ -339,6 +376,14 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 		}
 	}
 	return l.flush(ctx, false)
+}
+
+// pastEnd reports whether pos is at or past Config.EndLSN, with no
+// backfill in progress: a backfill (one finishing an interrupted snapshot
+// among them) is let finish, since its rows come with watermarks written
+// after the end position.
+func (l *loop) pastEnd(pos event.LSN) bool {
+	return l.s.cfg.EndLSN != 0 && pos >= l.s.cfg.EndLSN && !l.s.backfills.busy()
 }
 
 // replaySpool delivers a committed streamed transaction from its spool, as

@@ -243,26 +243,8 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		types: catalog.NewTypes(),
 	}
 	l.dec = newDecoder(l.types, cfg.selection, cfg.Schemas, cfg.Transactions)
-	go func() {
-		var err error
-		if snap != nil {
-			// The exported snapshot lives until the next command on the
-			// replication connection: read it all, then start streaming.
-			err = l.readSnapshot(loopCtx, snap)
-			if err == nil {
-				err = startReplication(loopCtx)
-			}
-			if err != nil {
-				l.close()
-			}
-		}
-		if err == nil {
-			err = l.run(loopCtx)
-		}
-		s.err = err
-		close(s.out)
-		close(s.done)
-	}()
+	// Backfills are queued before the loop starts, so that it never
+	// reaches an end position before it knows of them.
 	if err := s.backfills.resume(); err != nil {
 		cfg.Logger.Warn("backfills of the last run not resumed", "err", err)
 	}
@@ -272,6 +254,34 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	if cfg.BackfillNewTables && len(newTables) > 0 && snap == nil {
 		s.backfills.queueTables(newTables)
 	}
+	go func() {
+		var err error
+		if snap != nil {
+			// The exported snapshot lives until the next command on the
+			// replication connection: read it all, then start streaming.
+			err = l.readSnapshot(loopCtx, snap)
+			if err == nil {
+				err = startReplication(loopCtx)
+			}
+		}
+		if err == nil {
+			err = l.run(loopCtx)
+		}
+		if errors.Is(err, io.EOF) {
+			// The end position: the consumer drains what was handed over
+			// and acks it; the connection stays up until Close, so that
+			// the final status update carries those acks.
+			close(s.out)
+			l.linger(loopCtx)
+			l.close()
+			close(s.done)
+			return
+		}
+		l.close()
+		s.err = err
+		close(s.out)
+		close(s.done)
+	}()
 	if cfg.Create && cfg.TableWatchInterval > 0 && listed {
 		watchCtx, stopWatch := context.WithCancel(context.Background())
 		s.stopWatch = stopWatch
@@ -417,5 +427,7 @@ func (s *Stream) Close() error {
 	return s.err
 }
 
-// Done is closed when the stream stopped (Close, EndLSN, or an error).
+// Done is closed when the stream stopped: after Close, or on an error. At
+// EndLSN, Next returns io.EOF and the stream waits for Close, so that the
+// acks of the last events still reach the server.
 func (s *Stream) Done() <-chan struct{} { return s.done }

@@ -80,45 +80,165 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 			return fmt.Errorf("--startpos: %w", err)
 		}
 	}
-	s, err := source.Open(ctx, cfg)
-	if err != nil {
-		return err
+	// Writes to stdout give up shortly after a signal, so that a stalled
+	// consumer (a full pipe) cannot keep pgfeed from stopping.
+	out := &ackingWriter{w: bufio.NewWriterSize(&stoppableWriter{ctx: ctx, w: e.stdout}, 256<<10), period: f.flushPeriod, last: time.Now()}
+	backoff := minReconnect
+	for opened := false; ; {
+		s, err := source.Open(ctx, cfg)
+		if err != nil {
+			if !opened || ctx.Err() != nil || errors.Is(err, source.ErrGap) {
+				if ctx.Err() != nil && opened {
+					return nil
+				}
+				return err
+			}
+			// Like pg_recvlogical: a server that restarts is waited for.
+			fmt.Fprintf(e.stderr, "pgfeed: %s; retrying in %v\n", oneLine(err), backoff)
+			if !sleepCtx(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, maxReconnect)
+			continue
+		}
+		if opened {
+			fmt.Fprintf(e.stderr, "pgfeed: reconnected to slot %s\n", cfg.Slot)
+		}
+		// The slot exists now: if it vanishes, that is a gap to report,
+		// not a reason to create another (and an initial snapshot is the
+		// stream's to finish, not to start again).
+		opened, cfg.ExpectSlot, cfg.StartLSN = true, true, 0
+		out.s, out.delivered = s, 0
+		err = pump(ctx, s, out, enc, f.withTx)
+		if ferr := out.flushAndAck(); err == nil && ferr != nil {
+			err = ferr
+		}
+		if cerr := s.Close(); err == nil {
+			err = cerr
+		}
+		if ctx.Err() != nil {
+			return nil // a signal: what was not written was not acked
+		}
+		if err == nil || errors.Is(err, source.ErrGap) || errors.Is(err, errOutput) {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "pgfeed: %s; reconnecting in %v\n", oneLine(err), backoff)
+		if !sleepCtx(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, maxReconnect)
 	}
-	out := &ackingWriter{w: bufio.NewWriterSize(e.stdout, 256<<10), s: s, period: f.flushPeriod, last: time.Now()}
-	err = pump(ctx, s, out, enc, f.withTx)
-	if ferr := out.flushAndAck(); err == nil && ferr != nil {
-		err = ferr
+}
+
+// Reconnects back off from minReconnect to maxReconnect.
+const (
+	minReconnect = 100 * time.Millisecond
+	maxReconnect = 10 * time.Second
+)
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
-	if cerr := s.Close(); err == nil {
-		err = cerr
+}
+
+// errOutput marks failures to write the output: no reconnect cures them.
+var errOutput = errors.New("writing output")
+
+// stopGrace is how long a write may still take after a signal: enough to
+// flush to a consumer that keeps reading, not to wait on one that stalled.
+const stopGrace = time.Second
+
+// stoppableWriter runs each write in a goroutine, so that a write blocked
+// on a consumer that stopped reading does not block a clean stop: once ctx
+// is done and stopGrace has passed, Write returns an error and the blocked
+// write is left behind (the process is about to exit; what it held was not
+// acked, so it comes again on the next run).
+type stoppableWriter struct {
+	ctx       context.Context
+	w         io.Writer
+	abandoned bool
+}
+
+func (s *stoppableWriter) Write(p []byte) (int, error) {
+	if s.abandoned {
+		return 0, fmt.Errorf("%w: stopped while the consumer was not reading", errOutput)
 	}
-	return err
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := s.w.Write(p)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-s.ctx.Done():
+	}
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-t.C:
+		s.abandoned = true
+		return 0, fmt.Errorf("%w: stopped while the consumer was not reading", errOutput)
+	}
 }
 
 // pump copies events to the writer until the stream ends or ctx is cancelled.
 func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.Encoder, withTx bool) error {
 	var buf []byte
+	// After a reconnect the stream delivers again what was written but not
+	// yet confirmed: written once is enough.
+	seen := out.complete
+	open := false // inside a transaction, after its begin
+	next := ctx
 	for {
-		ev, err := s.Next(ctx)
+		ev, err := s.Next(next)
+		if err != nil && ctx.Err() != nil && open && next == ctx {
+			// A stop in the middle of a transaction: finish writing it
+			// (its events are at hand), so that a clean stop leaves
+			// nothing printed unacked. A transaction that takes longer
+			// than stopGrace stays partial and unacked: it comes again.
+			var cancel context.CancelFunc
+			next, cancel = context.WithTimeout(context.WithoutCancel(ctx), stopGrace)
+			defer cancel()
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if (ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx {
+		again := ev.CommitLSN <= seen && ev.Op != event.OpRead
+		if !again && ((ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx) {
 			if buf, err = enc.Encode(buf[:0], ev); err != nil {
 				return fmt.Errorf("encoding %s event at %s: %w", ev.Op, ev.LSN, err)
 			}
 			buf = append(buf, '\n')
 			if _, err := out.w.Write(buf); err != nil {
-				return fmt.Errorf("writing output: %w", err)
+				return fmt.Errorf("%w: %w", errOutput, err)
 			}
 		}
 		// A transaction is complete at its commit; a non-transactional
 		// message is complete by itself.
+		open = ev.Op != event.OpCommit && (open || ev.Op == event.OpBegin)
 		if ev.Op == event.OpCommit || (ev.Op == event.OpMessage && !ev.Message.Transactional) {
-			out.complete = ev.CommitLSN
+			out.complete = max(out.complete, ev.CommitLSN)
+			out.delivered = ev.CommitLSN
+			if next != ctx {
+				return nil // the transaction open at the stop is written
+			}
 			if s.Buffered() == 0 || time.Since(out.last) >= out.period {
 				if err := out.flushAndAck(); err != nil {
 					return err
@@ -133,6 +253,9 @@ type ackingWriter struct {
 	w        *bufio.Writer
 	s        *source.Stream
 	complete event.LSN // commit position of the last complete transaction written
+	// delivered is the last complete transaction the current stream
+	// delivered (after a reconnect it starts again below complete).
+	delivered event.LSN
 	acked    event.LSN
 	period   time.Duration
 	last     time.Time
@@ -140,14 +263,15 @@ type ackingWriter struct {
 
 func (a *ackingWriter) flushAndAck() error {
 	if err := a.w.Flush(); err != nil {
-		return fmt.Errorf("writing output: %w", err)
+		return fmt.Errorf("%w: %w", errOutput, err)
 	}
 	a.last = time.Now()
-	if a.complete > a.acked {
-		if err := a.s.Ack(a.complete); err != nil {
+	// Only what this stream delivered may be acked to it.
+	if pos := min(a.complete, a.delivered); pos > a.acked {
+		if err := a.s.Ack(pos); err != nil {
 			return err
 		}
-		a.acked = a.complete
+		a.acked = pos
 	}
 	return nil
 }
