@@ -256,9 +256,9 @@ type ackingWriter struct {
 	// delivered is the last complete transaction the current stream
 	// delivered (after a reconnect it starts again below complete).
 	delivered event.LSN
-	acked    event.LSN
-	period   time.Duration
-	last     time.Time
+	acked     event.LSN
+	period    time.Duration
+	last      time.Time
 }
 
 func (a *ackingWriter) flushAndAck() error {
