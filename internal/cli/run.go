@@ -189,16 +189,10 @@ func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Statu
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{
-		Handler: h,
-		// Every answer is small and computed at once; the timeouts only
-		// keep slow or idle clients from holding connections.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	// Bounded connections and the server package's timeouts: idle
+	// keep-alive clients can neither exhaust file descriptors nor stall a
+	// scraper that reconnects.
+	srv := server.NewHTTPServer(h, server.ServeOptions{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 	addr := ln.Addr().String()
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
