@@ -118,7 +118,7 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, rp *replay, en
 	}
 	store, err := checkpoint.Open(cfg.Checkpoint)
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return err // names the file, and for a damaged one the way out
 	}
 	defer store.Close()
 	if rp != nil {
