@@ -35,7 +35,10 @@ var (
 // Load reads and parses a configuration file, with ${NAME} taken from the
 // process's environment. An invalid file gives an *Error whose File is path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path)
+	if _, ok := errors.AsType[*Error](err); ok {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
@@ -65,6 +68,11 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
+	}
+	// The parser's time and memory grow faster than the text: a file too
+	// large or nested too deep is refused before it runs.
+	if p := checkLimits(data); p != nil {
+		return nil, &Error{Problems: []Problem{*p}}
 	}
 	var tree map[string]any
 	md, err := toml.Decode(string(data), &tree)
