@@ -578,31 +578,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
-// FuzzParse checks that no input makes Parse panic, and that a config it
-// accepts has what every pipeline needs.
-func FuzzParse(f *testing.F) {
-	if data, err := os.ReadFile("example.toml"); err == nil {
-		f.Add(data)
-	}
-	f.Add([]byte(minimal))
-	f.Add([]byte(sink("type = \"file\"\npath = \"${X:-a}\"\nrotate_bytes = \"1.5GiB\"")))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := Parse(data, env("PGFEED_DSN", "x"))
-		if err != nil {
-			var cerr *Error
-			if !errors.As(err, &cerr) || len(cerr.Problems) == 0 {
-				t.Fatalf("error without problems: %v", err)
-			}
-			return
-		}
-		if len(c.Sources) == 0 || len(c.Sinks) == 0 {
-			t.Fatalf("accepted a config without sources or sinks: %+v", c)
-		}
-		for _, s := range c.Sinks {
-			if _, err := route.New(s.RouteOptions()); err != nil {
-				t.Fatalf("accepted sink %s whose routing does not compile: %v", s.Name, err)
-			}
-		}
-	})
-}

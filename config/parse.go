@@ -81,6 +81,9 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		if pe, ok := errors.AsType[toml.ParseError](err); ok {
 			p.Line, p.Message = pe.Position.Line, pe.Message
 		}
+		// The parser quotes the text at fault, which may hold a line
+		// break: the problem must stay one line.
+		p.Message = strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(p.Message)
 		return nil, &Error{Problems: []Problem{p}}
 	}
 	r := &reader{getenv: getenv, order: make(map[string]int)}
