@@ -28,6 +28,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(example)
 	f.Add([]byte(minimal))
 	f.Add([]byte(sink("type = \"file\"\npath = \"${X:-a}\"\nrotate_bytes = \"1.5GiB\"")))
+	for _, kind := range nestingKinds {
+		f.Add([]byte(nested(kind, 3000)))
+	}
 	for _, s := range tomlLiterals(f, "config_test.go", "env_test.go", "limits_test.go") {
 		f.Add([]byte(s))
 	}
