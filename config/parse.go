@@ -184,7 +184,7 @@ func (r *reader) postgres(t *table) *PostgresSource {
 	}
 	p.Publication = t.strDefault("publication", p.Slot)
 	if t.has("publication") && p.Publication != "" && !validPublication(p.Publication) {
-		r.add(t.path("publication"), "invalid publication name %q (use 1 to 63 letters, digits and \"_\")", p.Publication)
+		r.add(t.path("publication"), "invalid publication name %q (use 1 to 63 lower-case letters, digits and \"_\": pgfeed never quotes it, so PostgreSQL would fold upper case)", p.Publication)
 	}
 	p.Create = t.boolean("create")
 	p.Tables = t.each("tables", r.checkTablePattern)
@@ -539,17 +539,9 @@ func validSlot(s string) bool {
 	return true
 }
 
-func validPublication(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c != '_' && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// validPublication holds publications to the rule of slot names, as the
+// source does: pgfeed never quotes either.
+func validPublication(s string) bool { return validSlot(s) }
 
 func validKafkaTopic(s string) bool {
 	if s == "" || len(s) > 249 || s == "." || s == ".." {

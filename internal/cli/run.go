@@ -34,19 +34,25 @@ checkpoint store; a source confirms to PostgreSQL only what every sink made dura
 SIGTERM or Ctrl-C stops cleanly: queued events are written and acked, exit code 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// --check runs every check that run runs before it connects,
+			// through the same functions, so that a file it passes is not
+			// refused by run.
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
-			}
-			if check {
-				fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks)\n", path, len(cfg.Sources), len(cfg.Sinks))
-				return nil
 			}
 			var end event.LSN
 			if endpos != "" {
 				if end, err = event.ParseLSN(endpos); err != nil {
 					return fmt.Errorf("--endpos: %w", err)
 				}
+			}
+			if err := pipeline.Check(cfg); err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks)\n", path, len(cfg.Sources), len(cfg.Sinks))
+				return nil
 			}
 			return runPipeline(cmd.Context(), e, cfg, nil, end)
 		},
