@@ -18,7 +18,7 @@ import (
 )
 
 // TestOpenRandomDamage cuts, overwrites or flips bits of a real checkpoint
-// file at seeded random places: Open and the calls after it either work or
+// file at seeded random places: Verify, Open and the calls after it either work or
 // fail with a *CorruptError, and never crash the process. (Damage bbolt
 // cannot see, such as a flipped bit inside a stored value, opens fine:
 // bbolt keeps no checksum of its data pages.)
@@ -47,6 +47,9 @@ func TestOpenRandomDamage(t *testing.T) {
 		path := filepath.Join(dir, fmt.Sprintf("seed%d.db", seed))
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
+		}
+		if err := Verify(path); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("seed %d: Verify: %v, want nil or a *CorruptError", seed, err)
 		}
 		s, err := Open(path)
 		if err != nil {

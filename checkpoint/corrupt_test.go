@@ -103,6 +103,11 @@ func TestOpenCorruptFile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeStore(t)
 			tt.damage(t, path)
+			if err := Verify(path); err == nil {
+				t.Fatal("Verify of the damaged file: no error")
+			} else {
+				checkCorrupt(t, err, path)
+			}
 			for range 2 { // the second open finds no lock left behind
 				s, err := Open(path)
 				if err == nil {
@@ -150,4 +155,35 @@ func TestCorruptedWhileOpen(t *testing.T) {
 		err = s.SetPosition("src", "sink005", 200)
 	}
 	checkCorrupt(t, err, path)
+}
+
+// Verify passes what Open opens: a missing, an empty or a sound file, and
+// one that a running Store holds (it was sound when that one opened it).
+func TestVerifySoundFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := Verify(filepath.Join(dir, "missing.db")); err != nil {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.db")); !os.IsNotExist(err) {
+		t.Errorf("Verify created the missing file (%v)", err)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(empty); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+	path := writeStore(t)
+	if err := Verify(path); err != nil {
+		t.Errorf("sound file: %v", err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := Verify(path); err != nil {
+		t.Errorf("file held by an open Store: %v", err)
+	}
 }

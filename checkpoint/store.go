@@ -41,34 +41,18 @@ type Store struct {
 // when missing. It fails with an error wrapping ErrLocked after LockTimeout
 // when another Store holds the file, and with a *CorruptError when the file
 // is damaged or not a checkpoint file.
-func Open(path string) (s *Store, err error) {
-	// bbolt panics on damaged pages (a freelist page of the wrong type, a
-	// page that names another id), and reading a page past the end of a
-	// file cut short faults. Both become a *CorruptError; the file bbolt
-	// opened is unlocked and closed, so that no lock is left behind.
-	var file *os.File
-	defer func() {
-		if r := recover(); r != nil {
-			if file != nil {
-				unlock(file)
-				file.Close()
-			}
-			s, err = nil, &CorruptError{Path: path, Err: fmt.Errorf("%v", r)}
-		}
-	}()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: LockTimeout,
-		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			file = f
-			return f, err
-		},
-	})
-	if err != nil {
-		return nil, openError(path, err)
+func Open(path string) (*Store, error) {
+	// Verify first: its read-only opens check the file's length before
+	// bbolt reads the freelist, so that a file cut short is reported as
+	// such, the same way by pgfeed run --check.
+	if err := Verify(path); err != nil {
+		return nil, err
 	}
-	s = &Store{db: db, path: path}
+	db, err := openBolt(path, bolt.Options{Timeout: LockTimeout})
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, path: path}
 	if err := s.check(); err != nil {
 		db.Close()
 		return nil, err
@@ -86,6 +70,69 @@ func Open(path string) (s *Store, err error) {
 		return nil, fmt.Errorf("initialising checkpoint store %q: %w", path, err)
 	}
 	return s, nil
+}
+
+// Verify checks the checkpoint file at path as Open does, without creating
+// it or writing to it: nil when it is missing (Open creates it) or sound,
+// a *CorruptError when it is damaged. A file that another Store holds (a
+// pgfeed running with it) is not read, and is no error: that pgfeed opened
+// it, so it was sound. pgfeed run --check uses it.
+func Verify(path string) error {
+	if fi, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0 {
+		return nil // Open creates or initialises it
+	}
+	// First without the freelist: a read-only open reads the meta pages
+	// only, and check compares the file's length with what they say.
+	db, err := openBolt(path, bolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+	if errors.Is(err, ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = (&Store{db: db, path: path}).check()
+	db.Close()
+	if err != nil {
+		return err
+	}
+	// Then the freelist page too, which a writable open reads.
+	db, err = openBolt(path, bolt.Options{ReadOnly: true, PreLoadFreelist: true, Timeout: 100 * time.Millisecond})
+	if errors.Is(err, ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return db.Close()
+}
+
+// openBolt is bolt.Open with its errors classified (see openError) and its
+// panics on damaged pages, and faults reading past the end of a file cut
+// short, turned into a *CorruptError. The file bbolt opened is then
+// unlocked and closed, so that no lock is left behind (closing alone would
+// not release it while the file is still mapped).
+func openBolt(path string, opts bolt.Options) (db *bolt.DB, err error) {
+	var file *os.File
+	defer func() {
+		if r := recover(); r != nil {
+			if file != nil {
+				unlock(file)
+				file.Close()
+			}
+			db, err = nil, &CorruptError{Path: path, Err: fmt.Errorf("%v", r)}
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	opts.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	db, err = bolt.Open(path, 0o600, &opts)
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	return db, nil
 }
 
 // check reads every page of the file once, so that damage is found when

@@ -30,8 +30,12 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 // same words. config.Parse checks the file's settings; this checks what
 // this version of pgfeed can build from them.
 func Check(cfg *config.Config) error {
-	_, err := build(cfg, nil, nil, false)
-	return err
+	if _, err := build(cfg, nil, nil, false); err != nil {
+		return err
+	}
+	// Read as FromConfig's caller will open it; without creating it, and
+	// a file that a running pgfeed holds is not read.
+	return checkpoint.Verify(cfg.Checkpoint)
 }
 
 // build is FromConfig when open, else Check: the same checks in the same

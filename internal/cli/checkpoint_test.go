@@ -15,7 +15,7 @@ import (
 // A checkpoint file cut short after its meta pages (a copy interrupted, a
 // disk full) made bbolt panic inside pgfeed run, with a stack trace. Now
 // the binary exits non-zero with one line that names the file and the way
-// out, before it touches the database.
+// out, before it touches the database; run --check says the same.
 func TestRunCorruptCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	store := filepath.Join(dir, "pgfeed.db")
@@ -58,4 +58,10 @@ sources = ["main"]
 		}
 	}
 	expectOneLineError(t, cmd.ProcessState.ExitCode(), stderr.String(), "checkpoint file "+store+" is corrupt", "move it away and restart")
+	// run --check reads the file as run does, and says the same.
+	code, _, checkErr := runCLI(t, "run", "--check", "--config", cfgPath)
+	expectOneLineError(t, code, checkErr, "checkpoint file "+store+" is corrupt")
+	if checkErr != stderr.String() {
+		t.Errorf("run --check and run differ:\n--check: %srun:     %s", checkErr, &stderr)
+	}
 }
