@@ -38,8 +38,9 @@ type ServeOptions struct {
 	ErrorLog *log.Logger
 }
 
-// HTTPServer is an http.Server whose Serve bounds the connections it holds.
-// Shutdown and Close are http.Server's.
+// HTTPServer is an http.Server whose Serve and ListenAndServe bound the
+// connections it holds, per listener. Shutdown and Close are http.Server's;
+// its TLS methods do not apply the bound.
 type HTTPServer struct {
 	*http.Server
 	maxConns int
@@ -80,6 +81,20 @@ func (s *HTTPServer) Serve(ln net.Listener) error {
 	s.limits = append(s.limits, l)
 	s.mu.Unlock()
 	return s.Server.Serve(l)
+}
+
+// ListenAndServe listens on Addr (":http" when empty) and serves there as
+// Serve does.
+func (s *HTTPServer) ListenAndServe() error {
+	addr := s.Addr
+	if addr == "" {
+		addr = ":http"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
 }
 
 // connState tells the limiter which connections are idle, hence which it
