@@ -114,14 +114,18 @@ func buildSink(k *config.Sink, databases map[string]string, open bool) (Sink, er
 			s = discard.New()
 		}
 	case *config.FileSink:
-		if !open {
-			break
-		}
 		maxBytes := st.RotateBytes
 		if maxBytes == 0 {
 			maxBytes = -1 // the config's zero means never
 		}
-		f, err := file.Open(st.Path, file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery})
+		fopts := file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery}
+		if !open {
+			if err := file.Check(st.Path, fopts); err != nil {
+				return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+			}
+			break
+		}
+		f, err := file.Open(st.Path, fopts)
 		if err != nil {
 			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
 		}

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
 // pgfeed run --check passed files that pgfeed run then refused before
 // connecting: sink and source types this version cannot build, an
-// upper-case publication, a DSN that does not parse, avro on a line sink.
+// upper-case publication, a DSN that does not parse, avro on a line sink, a
+// file sink whose folder is a file.
 // Now both run the same checks: --check fails with the very line run
 // prints.
 func TestRunCheckRefusesWhatRunRefuses(t *testing.T) {
@@ -34,22 +36,28 @@ func TestRunCheckRefusesWhatRunRefuses(t *testing.T) {
 			"sources.main: invalid DSN"},
 		{"avro on a file sink", sourceMain("") + "[sinks.f]\ntype = \"file\"\nsources = [\"main\"]\nformat = \"avro\"\npath = \"out\"\n",
 			"sinks.f.format: avro is binary"},
+		{"file sink path that is a file", sourceMain("") + "[sinks.f]\ntype = \"file\"\nsources = [\"main\"]\npath = \"{dir}/taken\"\n",
+			"sinks.f.path: opening file sink: creating folder: mkdir {dir}/taken: not a directory"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "pgfeed.toml")
-			cfg := "checkpoint = " + strconv.Quote(filepath.Join(dir, "cp"+strconv.Itoa(i)+".db")) + "\n" + tc.config
+			cfg := "checkpoint = " + strconv.Quote(filepath.Join(dir, "cp"+strconv.Itoa(i)+".db")) + "\n" + strings.ReplaceAll(tc.config, "{dir}", dir)
 			if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			if err := os.WriteFile(filepath.Join(dir, "taken"), []byte("a file, not a folder"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fragment := strings.ReplaceAll(tc.fragment, "{dir}", dir)
 			code, stdout, checkErr := runCLI(t, "run", "--check", "--config", path)
 			if code == 0 {
 				t.Fatalf("run --check passed (%q), but run refuses the file", stdout)
 			}
-			expectOneLineError(t, code, checkErr, tc.fragment)
+			expectOneLineError(t, code, checkErr, fragment)
 			code, _, runErr := runCLI(t, "run", "--config", path)
-			expectOneLineError(t, code, runErr, tc.fragment)
+			expectOneLineError(t, code, runErr, fragment)
 			if runErr != checkErr {
 				t.Errorf("run and run --check differ:\nrun:     %s--check: %s", runErr, checkErr)
 			}

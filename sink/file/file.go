@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pgfeed/pgfeed/sink"
@@ -113,6 +115,32 @@ func Open(dir string, opts Options) (*Sink, error) {
 		return nil, fmt.Errorf("opening file sink: %w", err)
 	}
 	return s, nil
+}
+
+// Check runs the checks of Open that need no change on disk: the prefix,
+// and that dir, when it exists, is a folder whose files can be listed.
+// pgfeed run --check uses it; its errors read as Open's.
+func Check(dir string, opts Options) error {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, `/\`) {
+		return fmt.Errorf("opening file sink: prefix %q contains a path separator; use the folder for that", opts.Prefix)
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // Open creates it
+	case err != nil:
+		return fmt.Errorf("opening file sink: creating folder: %w", err)
+	case !fi.IsDir():
+		// What os.MkdirAll says of a path that is a file.
+		return fmt.Errorf("opening file sink: creating folder: %w", &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR})
+	}
+	if _, err := list(dir, opts.Prefix); err != nil {
+		return fmt.Errorf("opening file sink: %w", err)
+	}
+	return nil
 }
 
 // Files returns the paths of the files a sink with this prefix ("" for

@@ -511,3 +511,36 @@ changes-000002.jsonl: "cccc\n"
 		t.Errorf("files:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// Check says what Open would say of a folder that is a file or a bad
+// prefix, and creates nothing.
+func TestCheckAsOpen(t *testing.T) {
+	dir := t.TempDir()
+	taken := filepath.Join(dir, "taken")
+	if err := os.WriteFile(taken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir  string
+		opts Options
+	}{
+		{taken, Options{}},
+		{filepath.Join(dir, "out"), Options{Prefix: "a/b"}},
+	} {
+		cerr := Check(tc.dir, tc.opts)
+		_, oerr := Open(tc.dir, tc.opts)
+		if cerr == nil || oerr == nil || cerr.Error() != oerr.Error() {
+			t.Errorf("Check(%s, %+v) = %v; Open: %v", tc.dir, tc.opts, cerr, oerr)
+		}
+	}
+	missing := filepath.Join(dir, "missing", "out")
+	if err := Check(missing, Options{}); err != nil {
+		t.Errorf("Check of a folder to create: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
+		t.Errorf("Check created %s (%v)", missing, err)
+	}
+	if err := Check(dir, Options{}); err != nil {
+		t.Errorf("Check of an existing folder: %v", err)
+	}
+}
