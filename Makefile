@@ -21,3 +21,4 @@ bench: build
 fuzz:
 	go test ./internal/pgoutput -run XXX -fuzz FuzzParse -fuzztime 60s
 	go test ./event -run XXX -fuzz FuzzArray -fuzztime 60s
+	go test ./config -run XXX -fuzz '^FuzzParse$$' -fuzztime 60s
