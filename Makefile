@@ -22,3 +22,4 @@ fuzz:
 	go test ./internal/pgoutput -run XXX -fuzz FuzzParse -fuzztime 60s
 	go test ./event -run XXX -fuzz FuzzArray -fuzztime 60s
 	go test ./sink/webhook -run XXX -fuzz FuzzRetryAfter -fuzztime 60s
+	go test ./config -run XXX -fuzz '^FuzzParse$$' -fuzztime 60s

@@ -36,7 +36,7 @@ func (s *Store) SetProgress(source, table string, p Progress) error {
 	if err != nil {
 		return fmt.Errorf("encoding progress of table %q: %w", table, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketProgress).CreateBucketIfNotExists([]byte(source))
 		if err != nil {
 			return err
@@ -52,7 +52,7 @@ func (s *Store) SetProgress(source, table string, p Progress) error {
 // Progress returns the stored progress of table for source; ok is false when
 // none is stored.
 func (s *Store) Progress(source, table string) (p Progress, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProgress).Bucket([]byte(source))
 		if b == nil {
 			return nil
@@ -63,7 +63,7 @@ func (s *Store) Progress(source, table string) (p Progress, ok bool, err error) 
 		}
 		// v is only valid inside the transaction; Unmarshal copies what it keeps.
 		if err := json.Unmarshal(v, &p); err != nil {
-			return fmt.Errorf("decoding: %w", err)
+			return fmt.Errorf("%w: progress: %w", errBadValue, err)
 		}
 		ok = true
 		return nil
@@ -78,7 +78,7 @@ func (s *Store) Progress(source, table string) (p Progress, ok bool, err error) 
 // snapshot of it starts from the beginning. Deleting a missing entry is not
 // an error.
 func (s *Store) DeleteProgress(source, table string) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProgress).Bucket([]byte(source))
 		if b == nil {
 			return nil

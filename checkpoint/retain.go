@@ -45,7 +45,7 @@ func (s *Store) AddMark(source string, m Mark, keep Retention) error {
 	if err := checkNames("source", source); err != nil {
 		return fmt.Errorf("storing retention mark: %w", err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketMarks).CreateBucketIfNotExists([]byte(source))
 		if err != nil {
 			return err
@@ -102,7 +102,7 @@ func prune(b *bolt.Bucket, now time.Time, keep Retention) error {
 // Marks returns the stored marks of source, oldest first.
 func (s *Store) Marks(source string) ([]Mark, error) {
 	var marks []Mark
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMarks).Bucket([]byte(source))
 		if b == nil {
 			return nil
@@ -128,7 +128,7 @@ func (s *Store) ConfirmableAt(source string, now time.Time, keep Retention, curr
 	var marks []Mark
 	if keep.Age > 0 {
 		// Only the newest mark at or before the cutoff matters.
-		err = s.db.View(func(tx *bolt.Tx) error {
+		err = s.view(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketMarks).Bucket([]byte(source))
 			if b == nil {
 				return nil
@@ -200,7 +200,7 @@ func decodeTime(k []byte) time.Time {
 
 func decodeMark(k, v []byte) (Mark, error) {
 	if len(k) != 8 {
-		return Mark{}, fmt.Errorf("decoding mark: key of %d bytes, want 8 (file corrupt or written by another program)", len(k))
+		return Mark{}, fmt.Errorf("%w: a retention mark key of %d bytes, want 8", errBadValue, len(k))
 	}
 	lsn, _, err := decodeLSN(v)
 	return Mark{At: decodeTime(k), LSN: lsn}, err

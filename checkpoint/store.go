@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -36,16 +39,25 @@ type Store struct {
 
 // Open opens the checkpoint file at path, creating it (but not its folder)
 // when missing. It fails with an error wrapping ErrLocked after LockTimeout
-// when another Store holds the file.
+// when another Store holds the file, and with a *CorruptError when the file
+// is damaged or not a checkpoint file.
 func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("opening checkpoint store %q: %w", path, ErrLocked)
+	// Verify first: its read-only opens check the file's length before
+	// bbolt reads the freelist, so that a file cut short is reported as
+	// such, the same way by pgfeed run --check.
+	if err := Verify(path); err != nil {
+		return nil, err
 	}
+	db, err := openBolt(path, bolt.Options{Timeout: LockTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("opening checkpoint store %q: %w", path, err)
+		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	s := &Store{db: db, path: path}
+	if err := s.check(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketPositions, bucketProgress, bucketMarks} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -57,7 +69,181 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising checkpoint store %q: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return s, nil
+}
+
+// Verify checks the checkpoint file at path as Open does, without creating
+// it or writing to it: nil when it is missing (Open creates it) or sound,
+// a *CorruptError when it is damaged. A file that another Store holds (a
+// pgfeed running with it) is not read, and is no error: that pgfeed opened
+// it, so it was sound. pgfeed run --check uses it.
+func Verify(path string) error {
+	if fi, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0 {
+		return nil // Open creates or initialises it
+	}
+	// First without the freelist: a read-only open reads the meta pages
+	// only, and check compares the file's length with what they say.
+	db, err := openBolt(path, bolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+	if errors.Is(err, ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	err = (&Store{db: db, path: path}).check()
+	db.Close()
+	if err != nil {
+		return err
+	}
+	// Then the freelist page too, which a writable open reads.
+	db, err = openBolt(path, bolt.Options{ReadOnly: true, PreLoadFreelist: true, Timeout: 100 * time.Millisecond})
+	if errors.Is(err, ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return db.Close()
+}
+
+// openBolt is bolt.Open with its errors classified (see openError) and its
+// panics on damaged pages, and faults reading past the end of a file cut
+// short, turned into a *CorruptError. The file bbolt opened is then
+// unlocked and closed, so that no lock is left behind (closing alone would
+// not release it while the file is still mapped).
+func openBolt(path string, opts bolt.Options) (db *bolt.DB, err error) {
+	var file *os.File
+	defer func() {
+		if r := recover(); r != nil {
+			if file != nil {
+				unlock(file)
+				file.Close()
+			}
+			db, err = nil, &CorruptError{Path: path, Err: fmt.Errorf("%v", r)}
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	opts.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	db, err = bolt.Open(path, 0o600, &opts)
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	return db, nil
+}
+
+// check reads every page of the file once, so that damage is found when
+// pgfeed starts rather than in the middle of a run. A checkpoint file is
+// small (a position per sink, a progress entry per table, a bounded list
+// of retention marks), so this takes milliseconds. It does not use
+// bolt.Tx.Check, which reads pages in a goroutine of its own where a fault
+// cannot be recovered.
+func (s *Store) check() error {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("opening checkpoint store %q: %w", s.path, err)
+	}
+	return s.view(func(tx *bolt.Tx) error {
+		// A file cut short: its meta page names pages it no longer has.
+		if need := tx.Size(); need > fi.Size() {
+			return &CorruptError{Path: s.path, Err: fmt.Errorf("the file has %d bytes but its pages need %d: it was cut short", fi.Size(), need)}
+		}
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { return walk(b) })
+	})
+}
+
+// walk reads every key and value of b and of the buckets nested in it.
+func walk(b *bolt.Bucket) error {
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if nested := b.Bucket(k); nested != nil {
+				return walk(nested)
+			}
+		}
+		return nil
+	})
+}
+
+// openError classifies an error of bolt.Open: the lock held elsewhere, the
+// file system refusing (a missing folder, permissions), or a file that is
+// not a bbolt file or is damaged.
+func openError(path string, err error) error {
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return fmt.Errorf("opening checkpoint store %q: %w", path, ErrLocked)
+	case errors.As(err, &pathErr):
+		return fmt.Errorf("opening checkpoint store %q: %w", path, err)
+	default:
+		// ErrInvalid, ErrChecksum, ErrVersionMismatch, "file size too small".
+		return &CorruptError{Path: path, Err: err}
+	}
+}
+
+// ErrCorrupt is wrapped by every *CorruptError.
+var ErrCorrupt = errors.New("checkpoint file is corrupt")
+
+// CorruptError reports a checkpoint file that bbolt cannot read: it was
+// damaged (a disk or file system fault, a copy cut short) or is not a
+// checkpoint file at all.
+type CorruptError struct {
+	Path string
+	Err  error // bbolt's error, or the value it panicked with
+}
+
+// Error is one line that names the file and the way out. Moving the file
+// away loses nothing that Postgres still has: a source then starts from its
+// slot's confirmed position, which is never above what every sink made
+// durable, so changes after it are delivered again. What the file alone
+// knew is lost: an unfinished snapshot or backfill is not resumed, and
+// replay windows (retain) start over.
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("checkpoint file %s is corrupt (%v): move it away and restart; "+
+		"each source resumes from its slot's confirmed position and delivers later changes again, "+
+		"but an unfinished initial snapshot or backfill is not resumed (drop the slot to read the snapshot again)", e.Path, e.Err)
+}
+
+func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
+
+// recoverCorrupt turns a panic of bbolt (which it raises on damaged pages)
+// into a *CorruptError in *err. Deferred by every function that reads pages.
+func recoverCorrupt(path string, err *error) {
+	if r := recover(); r != nil {
+		*err = &CorruptError{Path: path, Err: fmt.Errorf("%v", r)}
+	}
+}
+
+// view and update are db.View and db.Update with bbolt's panics, and
+// faults reading the mapped file, recovered: a file damaged while pgfeed
+// runs fails the call with a *CorruptError instead of crashing the
+// process. bbolt rolls the transaction back (and releases its locks)
+// before the panic reaches here.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer recoverCorrupt(s.path, &err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return s.damaged(s.db.View(fn))
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	defer recoverCorrupt(s.path, &err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return s.damaged(s.db.Update(fn))
+}
+
+// errBadValue is wrapped by the errors of values that cannot be decoded:
+// bbolt read the page, but what it holds is not what pgfeed wrote.
+var errBadValue = errors.New("a stored value is damaged")
+
+// damaged turns an error wrapping errBadValue into a *CorruptError.
+func (s *Store) damaged(err error) error {
+	var ce *CorruptError
+	if errors.Is(err, errBadValue) && !errors.As(err, &ce) {
+		return &CorruptError{Path: s.path, Err: err}
+	}
+	return err
 }
 
 // Close releases the file and its lock. Calling it again returns nil; any
@@ -80,7 +266,7 @@ func (s *Store) SetPosition(source, sink string, lsn event.LSN) error {
 	if err := checkNames("source", source, "sink", sink); err != nil {
 		return fmt.Errorf("storing position of sink %q: %w", sink, err)
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bucketPositions).CreateBucketIfNotExists([]byte(source))
 		if err != nil {
 			return err
@@ -96,7 +282,7 @@ func (s *Store) SetPosition(source, sink string, lsn event.LSN) error {
 // Position returns the durable position of sink for source; ok is false when
 // the sink never stored one.
 func (s *Store) Position(source, sink string) (lsn event.LSN, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPositions).Bucket([]byte(source))
 		if b == nil {
 			return nil
@@ -119,7 +305,7 @@ func (s *Store) Lowest(source string, sinks []string) (lowest event.LSN, ok bool
 	if len(sinks) == 0 {
 		return 0, false, nil
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPositions).Bucket([]byte(source))
 		if b == nil {
 			return nil
@@ -164,7 +350,7 @@ func decodeLSN(v []byte) (event.LSN, bool, error) {
 		return 0, false, nil
 	}
 	if len(v) != 8 {
-		return 0, false, fmt.Errorf("decoding position: %d bytes, want 8 (file corrupt or written by another program)", len(v))
+		return 0, false, fmt.Errorf("%w: a position of %d bytes, want 8", errBadValue, len(v))
 	}
 	return event.LSN(binary.BigEndian.Uint64(v)), true, nil
 }

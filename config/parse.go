@@ -39,7 +39,10 @@ var (
 // Load reads and parses a configuration file, with ${NAME} taken from the
 // process's environment. An invalid file gives an *Error whose File is path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path)
+	if _, ok := errors.AsType[*Error](err); ok {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
@@ -72,6 +75,11 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
 	}
+	// The parser's time and memory grow faster than the text: a file too
+	// large or nested too deep is refused before it runs.
+	if p := checkLimits(data); p != nil {
+		return nil, &Error{Problems: []Problem{*p}}
+	}
 	var tree map[string]any
 	md, err := toml.Decode(string(data), &tree)
 	if err != nil {
@@ -79,6 +87,9 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 		if pe, ok := errors.AsType[toml.ParseError](err); ok {
 			p.Line, p.Message = pe.Position.Line, pe.Message
 		}
+		// The parser quotes the text at fault, which may hold a line
+		// break: the problem must stay one line.
+		p.Message = strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(p.Message)
 		return nil, &Error{Problems: []Problem{p}}
 	}
 	r := &reader{getenv: getenv, order: make(map[string]int)}
@@ -179,7 +190,7 @@ func (r *reader) postgres(t *table) *PostgresSource {
 	}
 	p.Publication = t.strDefault("publication", p.Slot)
 	if t.has("publication") && p.Publication != "" && !validPublication(p.Publication) {
-		r.add(t.path("publication"), "invalid publication name %q (use 1 to 63 letters, digits and \"_\")", p.Publication)
+		r.add(t.path("publication"), "invalid publication name %q (use 1 to 63 lower-case letters, digits and \"_\": pgfeed never quotes it, so PostgreSQL would fold upper case)", p.Publication)
 	}
 	p.Create = t.boolean("create")
 	p.Tables = t.each("tables", r.checkTablePattern)
@@ -635,17 +646,9 @@ func validSlot(s string) bool {
 	return true
 }
 
-func validPublication(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c != '_' && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// validPublication holds publications to the rule of slot names, as the
+// source does: pgfeed never quotes either.
+func validPublication(s string) bool { return validSlot(s) }
 
 func validKafkaTopic(s string) bool {
 	if s == "" || len(s) > 249 || s == "." || s == ".." {

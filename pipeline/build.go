@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -21,6 +22,26 @@ import (
 // sinks (a file sink creates its folder), so Close them through Run, or
 // CloseSinks when the pipeline never runs.
 func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
+	return build(cfg, store, log, true)
+}
+
+// Check runs every check of FromConfig, and those that each source's Open
+// runs before it connects, without opening a sink or connecting anywhere:
+// what pgfeed run --check reports is what pgfeed run would refuse, in the
+// same words. config.Parse checks the file's settings; this checks what
+// this version of pgfeed can build from them.
+func Check(cfg *config.Config) error {
+	if _, err := build(cfg, nil, nil, false); err != nil {
+		return err
+	}
+	// Read as FromConfig's caller will open it; without creating it, and
+	// a file that a running pgfeed holds is not read.
+	return checkpoint.Verify(cfg.Checkpoint)
+}
+
+// build is FromConfig when open, else Check: the same checks in the same
+// order, so that the two cannot drift apart.
+func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open bool) (*Pipeline, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -31,33 +52,50 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 		if !ok {
 			return nil, fmt.Errorf("sources.%s: type %s is not available in this version of pgfeed", s.Name, s.Type)
 		}
+		stream := source.Config{
+			DSN: pgs.DSN, Slot: pgs.Slot, Publication: pgs.Publication, Create: pgs.Create,
+			Tables: pgs.Tables, Exclude: pgs.Exclude, Filters: pgs.Filters, Logger: log,
+			BackfillNewTables: pgs.Snapshot,
+		}
+		if err := stream.Validate(); err != nil {
+			return nil, sourceError(s.Name, err)
+		}
 		if pc, err := pgx.ParseConfig(pgs.DSN); err == nil {
 			databases[s.Name] = pc.Database
 		}
 		p.Sources = append(p.Sources, Source{
-			Name: s.Name,
-			Stream: source.Config{
-				DSN: pgs.DSN, Slot: pgs.Slot, Publication: pgs.Publication, Create: pgs.Create,
-				Tables: pgs.Tables, Exclude: pgs.Exclude, Filters: pgs.Filters, Logger: log,
-				BackfillNewTables: pgs.Snapshot,
-			},
+			Name:      s.Name,
+			Stream:    stream,
 			Retain:    checkpoint.Retention{Age: pgs.Retain.Age, Bytes: uint64(max(pgs.Retain.Bytes, 0))},
 			Snapshot:  pgs.Snapshot,
 			Heartbeat: pgs.Heartbeat,
 		})
 	}
 	for _, k := range cfg.Sinks {
-		built, err := buildSink(k, databases, log)
+		built, err := buildSink(k, databases, log, open)
 		if err != nil {
 			p.CloseSinks()
 			return nil, err
 		}
-		p.Sinks = append(p.Sinks, built)
+		if open {
+			p.Sinks = append(p.Sinks, built)
+		}
 	}
 	return p, nil
 }
 
-func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (Sink, error) {
+// sourceError names the source in a source's error, keeping the one line
+// of a *source.UserError (which the CLI prints instead of the chain).
+func sourceError(name string, err error) error {
+	if ue, ok := errors.AsType[*source.UserError](err); ok {
+		return &source.UserError{Msg: fmt.Sprintf("sources.%s: %s", name, ue.Msg), Err: err}
+	}
+	return fmt.Errorf("sources.%s: %w", name, err)
+}
+
+// buildSink builds the sink k; when open is false it runs the same checks
+// without opening the sink (Sink.Sink stays nil).
+func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, open bool) (Sink, error) {
 	router, err := route.New(k.RouteOptions())
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
@@ -76,24 +114,41 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (S
 	var s sink.Sink
 	switch st := k.Settings.(type) {
 	case *config.StdoutSink:
-		s = stdout.New(nil)
+		if open {
+			s = stdout.New(nil)
+		}
 	case *config.DiscardSink:
-		s = discard.New()
+		if open {
+			s = discard.New()
+		}
 	case *config.FileSink:
 		maxBytes := st.RotateBytes
 		if maxBytes == 0 {
 			maxBytes = -1 // the config's zero means never
 		}
-		f, err := file.Open(st.Path, file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery})
+		fopts := file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery}
+		if !open {
+			if err := file.Check(st.Path, fopts); err != nil {
+				return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+			}
+			break
+		}
+		f, err := file.Open(st.Path, fopts)
 		if err != nil {
 			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
 		}
 		s = f
 	case *config.NATSSink:
+		if !open {
+			break // its settings are the config's to check; connecting is run's
+		}
 		if s, err = openNATS(st, log.With("sink", k.Name)); err != nil {
 			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
 		}
 	case *config.RedisSink:
+		if !open {
+			break
+		}
 		if s, err = openRedis(st, log.With("sink", k.Name)); err != nil {
 			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
 		}
@@ -114,6 +169,10 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger) (S
 		})
 		if err != nil {
 			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
+		if !open {
+			_ = w.Close() // built only to check its options
+			break
 		}
 		s = w
 	default:

@@ -26,9 +26,30 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
+
 # The packages must not start services of their own on the standard ports:
-# tests and the demo start their own servers on free ports.
-printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-$sudo chmod +x /usr/sbin/policy-rc.d
+# tests and the demo start their own servers on free ports. A policy-rc.d
+# that says so is in place while apt-get installs; one the machine already
+# had (a container's, an administrator's) is put back afterwards, also when
+# the installation fails or is interrupted. PGFEED_POLICY_RC_D moves the
+# file, for the script's own test.
+policy=${PGFEED_POLICY_RC_D:-/usr/sbin/policy-rc.d}
+saved=""
+restore_policy() {
+  if [ -n "$saved" ]; then
+    $sudo mv -f "$saved" "$policy"
+  else
+    $sudo rm -f "$policy"
+  fi
+}
+if [ -e "$policy" ] || [ -L "$policy" ]; then
+  saved=$($sudo mktemp "$policy.pgfeed-saved.XXXXXX")
+  $sudo cp -a "$policy" "$saved" # -a: the same mode, and a symlink stays one
+fi
+trap restore_policy EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy.pgfeed-new" >/dev/null
+$sudo chmod +x "$policy.pgfeed-new"
+$sudo mv -f "$policy.pgfeed-new" "$policy" # replaces a symlink, not its target
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-$sudo rm -f /usr/sbin/policy-rc.d

@@ -114,6 +114,17 @@ func CheckSlotName(name string) error {
 	return nil
 }
 
+// Validate runs the checks that Open runs before it connects: the slot and
+// publication names, the protocol version, the table globs, and the syntax
+// of the DSN. pgfeed run --check uses it to refuse what Open would.
+func (c *Config) Validate() error {
+	if _, err := c.withDefaults(); err != nil {
+		return err
+	}
+	_, err := ConnConfig(c.DSN)
+	return err
+}
+
 func (c *Config) withDefaults() (Config, error) {
 	cfg := *c
 	if cfg.Slot == "" {

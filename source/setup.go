@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -29,10 +30,30 @@ var sessionParams = map[string]string{
 func ConnConfig(dsn string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, &UserError{Msg: fmt.Sprintf("invalid DSN: %v", errors.Unwrap(err)), Err: err}
+		return nil, &UserError{Msg: "invalid DSN: " + dsnProblem(err), Err: err}
 	}
 	applySession(&cfg.Config)
 	return cfg, nil
+}
+
+// dsnProblem says what is wrong with a DSN that does not parse. pgx's
+// message repeats the DSN (a password masked, but the rest of it, which may
+// come from the environment) and wraps a cause that is nil for some
+// mistakes (a port that is not a number), which printed "invalid DSN: <nil>".
+func dsnProblem(err error) string {
+	msg := err.Error()
+	if _, rest, ok := strings.Cut(msg, "`: "); ok && strings.HasPrefix(msg, "cannot parse `") {
+		msg = rest
+	}
+	switch {
+	case strings.HasPrefix(msg, "invalid port"):
+		return msg + ": the port must be a number from 1 to 65535 (port=5432, or host:5432 in a URL)"
+	case strings.Contains(msg, "keyword/value"):
+		return msg + ": write key=value pairs (host=db port=5432 dbname=app) or a URL (postgres://user@db:5432/app)"
+	case strings.Contains(msg, "as URL"):
+		return msg + ": write a URL as postgres://user:password@host:port/dbname, or key=value pairs"
+	}
+	return msg + ": see the libpq connection string syntax (keyword=value pairs or a postgres:// URL)"
 }
 
 func applySession(cfg *pgconn.Config) {

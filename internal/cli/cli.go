@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -34,7 +35,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
+	if cmd, err := root.ExecuteContextC(ctx); err != nil {
+		err = usageError(cmd, err)
 		var cfgErr *config.Error
 		if errors.As(err, &cfgErr) {
 			// One line per problem of the file, each naming its field.
@@ -80,7 +82,107 @@ func newRoot(e *env) *cobra.Command {
 		}
 	}
 	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e), newRunCmd(e), newReplayCmd(e), newSnapshotCmd(e), newBackfillCmd(e))
+	refuseBareGroups(root)
 	return root
+}
+
+// refuseBareGroups makes each command that only groups subcommands (pgfeed
+// slot) fail on a missing or unknown subcommand. Cobra prints the group's
+// help and exits 0 for "pgfeed slot lst", so a typo in a script would pass.
+func refuseBareGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if sub.HasSubCommands() && sub.Run == nil && sub.RunE == nil {
+			sub.RunE = func(cmd *cobra.Command, args []string) error {
+				var names []string
+				for _, s := range cmd.Commands() {
+					if s.IsAvailableCommand() {
+						names = append(names, s.Name())
+					}
+				}
+				what := "name a subcommand"
+				if len(args) > 0 {
+					what = fmt.Sprintf("unknown command %q", args[0]) + suggest(cmd, args[0])
+				}
+				path := cmd.CommandPath()
+				return fmt.Errorf("%s: %s: use %s %s (see %s --help)", strings.TrimPrefix(path, cmd.Root().Name()+" "), what, path, strings.Join(names, "|"), path)
+			}
+		}
+		refuseBareGroups(sub)
+	}
+}
+
+// cobraMessages are the argument errors of cobra's validators and of its
+// required flags, reworded: each says what the command takes.
+var cobraMessages = []struct {
+	re  *regexp.Regexp
+	say func(m []string) string
+}{
+	{regexp.MustCompile(`^accepts (\d+) arg\(s\), received (\d+)$`), func(m []string) string {
+		return fmt.Sprintf("takes %s, got %s", args(m[1]), m[2])
+	}},
+	{regexp.MustCompile(`^requires at least (\d+) arg\(s\), only received (\d+)$`), func(m []string) string {
+		return fmt.Sprintf("takes at least %s, got %s", args(m[1]), m[2])
+	}},
+	{regexp.MustCompile(`^accepts at most (\d+) arg\(s\), received (\d+)$`), func(m []string) string {
+		return fmt.Sprintf("takes at most %s, got %s", args(m[1]), m[2])
+	}},
+	{regexp.MustCompile(`^accepts between (\d+) and (\d+) arg\(s\), received (\d+)$`), func(m []string) string {
+		return fmt.Sprintf("takes %s to %s arguments, got %s", m[1], m[2], m[3])
+	}},
+	{regexp.MustCompile(`^required flag\(s\) (.+) not set$`), func(m []string) string {
+		return "missing required flag --" + strings.ReplaceAll(strings.ReplaceAll(m[1], `"`, ""), ", ", ", --")
+	}},
+}
+
+// suggest is " (did you mean NAME?)" for the subcommand of cmd closest to
+// typed, or "". Cobra sets its default distance only on its own path.
+func suggest(cmd *cobra.Command, typed string) string {
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(typed); len(s) > 0 {
+		return fmt.Sprintf(" (did you mean %s?)", s[0])
+	}
+	return ""
+}
+
+func args(n string) string {
+	if n == "1" {
+		return "1 argument"
+	}
+	return n + " arguments"
+}
+
+// usageError turns cobra's own messages about arguments ("accepts 1
+// arg(s), received 0", `unknown command "x" for "pgfeed run"`) into one
+// line that names the command, what it takes and where to read more.
+// Other errors pass unchanged.
+func usageError(cmd *cobra.Command, err error) error {
+	if cmd == nil {
+		return err
+	}
+	path := cmd.CommandPath()
+	// Main prefixes "pgfeed: "; the line names the subcommand after it.
+	name := ""
+	if cmd.HasParent() {
+		name = strings.TrimPrefix(path, cmd.Root().Name()+" ") + ": "
+	}
+	usage := fmt.Sprintf("usage: %s (see %s --help)", cmd.UseLine(), path)
+	msg := err.Error()
+	for _, cm := range cobraMessages {
+		if m := cm.re.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("%s%s: %s", name, cm.say(m), usage)
+		}
+	}
+	if arg, ok := strings.CutPrefix(msg, "unknown command "); ok {
+		arg, _, _ = strings.Cut(arg, " for ")
+		if cmd.HasSubCommands() {
+			what := "unknown command " + arg + suggest(cmd, strings.Trim(arg, `"`))
+			return fmt.Errorf("%s%s: see %s --help", name, what, path)
+		}
+		return fmt.Errorf("%stakes no arguments, got %s: %s", name, arg, usage)
+	}
+	return err
 }
 
 // oneLine keeps the first line of an error: the CLI promises one clear line.

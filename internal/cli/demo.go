@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -53,6 +55,10 @@ func runDemo(ctx context.Context, e *env, rate float64) error {
 		return fmt.Errorf("creating the demo table: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "pgfeed demo: PostgreSQL at %s, table public.inventory; writing %.3g changes/s. Try: psql %q. Ctrl-C stops.\n", dsn, rate, cluster.URL(""))
+	// The changes scroll the line above off a terminal within seconds: say
+	// again how to connect after every screenful.
+	hint := fmt.Sprintf("pgfeed demo: try psql %q and change public.inventory yourself; Ctrl-C stops.\n", cluster.URL(""))
+	stdout := &hintingWriter{w: e.stdout, hint: func() { fmt.Fprint(e.stderr, hint) }, every: demoHintLines}
 
 	s, err := source.Open(ctx, source.Config{DSN: dsn, Slot: "demo", Create: true, Transactions: true})
 	if err != nil {
@@ -61,7 +67,7 @@ func runDemo(ctx context.Context, e *env, rate float64) error {
 	writeErr := make(chan error, 1)
 	go func() { writeErr <- demoWriter(ctx, db, rate) }()
 
-	out := &ackingWriter{w: newLineWriter(e.stdout), s: s, period: time.Second, last: time.Now()}
+	out := &ackingWriter{w: newLineWriter(stdout), s: s, period: time.Second, last: time.Now()}
 	err = pump(ctx, s, out, encode.JSON{}, false)
 	if ferr := out.flushAndAck(); err == nil {
 		err = ferr
@@ -74,6 +80,29 @@ func runDemo(ctx context.Context, e *env, rate float64) error {
 	}
 	fmt.Fprintln(e.stderr, "pgfeed demo: stopped; the throwaway PostgreSQL is removed.")
 	return err
+}
+
+// demoHintLines is how many lines of changes the demo prints between two
+// reminders of the psql command: about a terminal's height.
+const demoHintLines = 30
+
+// hintingWriter calls hint after each write that completes another every
+// lines, so that the hint stays on a terminal the lines scroll.
+type hintingWriter struct {
+	w     io.Writer
+	hint  func()
+	every int
+	lines int
+}
+
+func (h *hintingWriter) Write(p []byte) (int, error) {
+	n, err := h.w.Write(p)
+	h.lines += bytes.Count(p[:n], []byte{'\n'})
+	if h.lines >= h.every {
+		h.lines = 0
+		h.hint()
+	}
+	return n, err
 }
 
 // demoWriter inserts, updates and deletes inventory rows at the given rate.

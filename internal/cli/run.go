@@ -34,19 +34,25 @@ checkpoint store; a source confirms to PostgreSQL only what every sink made dura
 SIGTERM or Ctrl-C stops cleanly: queued events are written and acked, exit code 0.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// --check runs every check that run runs before it connects,
+			// through the same functions, so that a file it passes is not
+			// refused by run.
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
-			}
-			if check {
-				fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks)\n", path, len(cfg.Sources), len(cfg.Sinks))
-				return nil
 			}
 			var end event.LSN
 			if endpos != "" {
 				if end, err = event.ParseLSN(endpos); err != nil {
 					return fmt.Errorf("--endpos: %w", err)
 				}
+			}
+			if err := pipeline.Check(cfg); err != nil {
+				return err
+			}
+			if check {
+				fmt.Fprintf(e.stdout, "%s: ok (%d sources, %d sinks)\n", path, len(cfg.Sources), len(cfg.Sinks))
+				return nil
 			}
 			return runPipeline(cmd.Context(), e, cfg, runOptions{endpos: end, resnapshot: resnapshot})
 		},
@@ -127,7 +133,7 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOption
 	}
 	store, err := checkpoint.Open(cfg.Checkpoint)
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return err // names the file, and for a damaged one the way out
 	}
 	defer store.Close()
 	if rp != nil {
@@ -204,16 +210,10 @@ func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Statu
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{
-		Handler: h,
-		// Every answer is small and computed at once; the timeouts only
-		// keep slow or idle clients from holding connections.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	// Bounded connections and the server package's timeouts: idle
+	// keep-alive clients can neither exhaust file descriptors nor stall a
+	// scraper that reconnects.
+	srv := server.NewHTTPServer(h, server.ServeOptions{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 	addr := ln.Addr().String()
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -156,6 +156,8 @@ func slotError(err error, what string) error {
 		hint = ": raise max_replication_slots or drop unused slots"
 	case "42501":
 		hint = ": use a role with the REPLICATION attribute"
+	default:
+		return source.ExplainSQL(err, what)
 	}
 	return &source.UserError{Msg: fmt.Sprintf("%s: %s%s", what, pgErr.Message, hint), Err: err}
 }

@@ -54,12 +54,13 @@ func TestSlotCommands(t *testing.T) {
 }
 
 // pgfeed demo starts its own PostgreSQL, prints live changes as JSON lines,
-// and stops cleanly on Ctrl-C, removing what it started.
+// says again how to connect with psql as the lines scroll, and stops
+// cleanly on Ctrl-C (exit 0), removing what it started.
 func TestDemo(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "demo.jsonl")
 	cmd, stderr := startProcess(t, out, "demo", "--rate", "20")
 	deadline := time.Now().Add(2 * time.Minute)
-	for lines(out) < 5 {
+	for lines(out) < 2*demoHintLines+5 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the demo printed %d lines; stderr: %s", lines(out), stderr.String())
 		}
@@ -71,6 +72,10 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "removed") {
 		t.Errorf("the demo did not say it cleaned up: %s", stderr.String())
+	}
+	// The first line and at least one reminder per screenful of changes.
+	if n := strings.Count(stderr.String(), "psql \"postgres://"); n < 3 {
+		t.Errorf("the psql hint came %d times for %d lines of changes, want it again every %d lines: %s", n, lines(out), demoHintLines, stderr.String())
 	}
 	data, _ := os.ReadFile(out)
 	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pgfeed/pgfeed/sink"
@@ -113,6 +115,32 @@ func Open(dir string, opts Options) (*Sink, error) {
 		return nil, fmt.Errorf("opening file sink: %w", err)
 	}
 	return s, nil
+}
+
+// Check runs the checks of Open that need no change on disk: the prefix,
+// and that dir, when it exists, is a folder whose files can be listed.
+// pgfeed run --check uses it; its errors read as Open's.
+func Check(dir string, opts Options) error {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(opts.Prefix, `/\`) {
+		return fmt.Errorf("opening file sink: prefix %q contains a path separator; use the folder for that", opts.Prefix)
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // Open creates it
+	case err != nil:
+		return fmt.Errorf("opening file sink: creating folder: %w", err)
+	case !fi.IsDir():
+		// What os.MkdirAll says of a path that is a file.
+		return fmt.Errorf("opening file sink: creating folder: %w", &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR})
+	}
+	if _, err := list(dir, opts.Prefix); err != nil {
+		return fmt.Errorf("opening file sink: %w", err)
+	}
+	return nil
 }
 
 // Files returns the paths of the files a sink with this prefix ("" for
@@ -258,7 +286,8 @@ func truncate(f *os.File, size int64) error {
 // would break the line framing, so such a batch is refused before anything
 // of it is written. When writing fails, the active file is cut back to its
 // last complete record so that the redelivered batch does not follow a torn
-// line; if even that fails, the sink stays failed and must be reopened.
+// line; if even that fails, the sink stays failed and must be reopened. A
+// rotation that cannot create the next file is retried by the next Write.
 func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,6 +305,14 @@ func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
 	}
 	if len(batch) == 0 {
 		return nil
+	}
+	if s.f == nil {
+		// A rotation closed the last file but could not create the next
+		// (the folder unwritable, replaced or full for a moment): try
+		// again now, so the sink recovers without a restart.
+		if err := s.reopen(); err != nil {
+			return fmt.Errorf("writing to file sink: %w", err)
+		}
 	}
 	if err := s.write(batch); err != nil {
 		return s.recover(err)
@@ -322,16 +359,45 @@ func (s *Sink) sync() error {
 }
 
 // rotate completes the active file and starts the next one. The records of
-// the current batch already in the old file are fsynced with it.
+// the current batch already in the old file are fsynced with it. When the
+// next file cannot be created, the sink is left without an active file and
+// the next Write tries again (see reopen).
 func (s *Sink) rotate() error {
 	if err := s.sync(); err != nil {
 		return err
 	}
-	if err := s.f.Close(); err != nil {
-		return fmt.Errorf("closing %q: %w", s.f.Name(), err)
-	}
+	// The old file is durable now; an error closing it cannot lose what
+	// it holds, so the sink moves on to the next file either way.
+	name := s.f.Name()
+	cerr := s.f.Close()
 	s.f = nil
+	if cerr != nil {
+		return fmt.Errorf("rotating: closing %q: %w", name, cerr)
+	}
 	if err := s.create(s.seq + 1); err != nil {
+		return fmt.Errorf("rotating: %w", err)
+	}
+	return nil
+}
+
+// reopen makes a new active file after a failed rotation. The file the
+// failed attempt may have left (created, but its folder entry not
+// fsynced) is resumed rather than skipped, so that the sequence has no
+// hole; otherwise the next number is created.
+func (s *Sink) reopen() error {
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return fmt.Errorf("rotating: creating folder: %w", err)
+	}
+	files, err := list(s.dir, s.opts.Prefix)
+	if err != nil {
+		return fmt.Errorf("rotating: %w", err)
+	}
+	if n := len(files); n > 0 && files[n-1].seq > s.seq {
+		err = s.resume(files[n-1])
+	} else {
+		err = s.create(s.seq + 1)
+	}
+	if err != nil {
 		return fmt.Errorf("rotating: %w", err)
 	}
 	return nil
@@ -346,8 +412,7 @@ func (s *Sink) recover(cause error) error {
 		return s.err
 	}
 	err := fmt.Errorf("writing to file sink: %w", cause)
-	if s.f == nil { // failed between closing a file and creating the next
-		s.err = err
+	if s.f == nil { // failed between closing a file and creating the next: Write retries
 		return err
 	}
 	s.bw.Reset(s.f)

@@ -433,3 +433,114 @@ func BenchmarkFileSink(b *testing.B) {
 		})
 	}
 }
+
+// TestFailedRotationRecovers makes a rotation fail for a while (the folder
+// replaced by a plain file: the next file cannot be created, which root
+// permissions do not get around) and then puts the folder back. Writes fail
+// while the folder is gone, then the sink recovers by itself, and every
+// record of every batch, redelivered as the pipeline does after an error,
+// is in the files.
+func TestFailedRotationRecovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	s, err := Open(dir, Options{MaxBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write(t, s, "aaaa", "bbbb") // exactly full: the next record rotates
+
+	moved := dir + ".away"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	batch := []sink.Record{record("cccc"), record("dddd")}
+	for i := range 2 {
+		if err := s.Write(context.Background(), batch); err == nil {
+			t.Fatalf("Write %d with the folder gone returned nil", i)
+		}
+	}
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+
+	write(t, s, "cccc", "dddd") // the redelivery of the failed batch
+	write(t, s, "ee")
+	want := `changes-000001.jsonl: "aaaa\nbbbb\n"
+changes-000002.jsonl: "cccc\ndddd\n"
+changes-000003.jsonl: "ee\n"
+`
+	if got := contents(t, dir); got != want {
+		t.Errorf("files:\n%s\nwant:\n%s", got, want)
+	}
+	if got := filepath.Base(s.Path()); got != "changes-000003.jsonl" {
+		t.Errorf("Path = %s; want the newest file", got)
+	}
+}
+
+// TestRotationResumesFileLeftByFailedAttempt: a rotation that created the
+// next file but failed after it (syncing the folder) leaves that file
+// behind; the retry resumes it instead of failing on it for ever.
+func TestRotationResumesFileLeftByFailedAttempt(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{MaxBytes: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write(t, s, "aaaa", "bbbb")
+	// What a failed rotation leaves: the old file closed, no active file,
+	// and the next one already on disk.
+	if err := s.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.f = nil
+	if err := os.WriteFile(s.name(2), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write(t, s, "cccc")
+	want := `changes-000001.jsonl: "aaaa\nbbbb\n"
+changes-000002.jsonl: "cccc\n"
+`
+	if got := contents(t, dir); got != want {
+		t.Errorf("files:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// Check says what Open would say of a folder that is a file or a bad
+// prefix, and creates nothing.
+func TestCheckAsOpen(t *testing.T) {
+	dir := t.TempDir()
+	taken := filepath.Join(dir, "taken")
+	if err := os.WriteFile(taken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir  string
+		opts Options
+	}{
+		{taken, Options{}},
+		{filepath.Join(dir, "out"), Options{Prefix: "a/b"}},
+	} {
+		cerr := Check(tc.dir, tc.opts)
+		_, oerr := Open(tc.dir, tc.opts)
+		if cerr == nil || oerr == nil || cerr.Error() != oerr.Error() {
+			t.Errorf("Check(%s, %+v) = %v; Open: %v", tc.dir, tc.opts, cerr, oerr)
+		}
+	}
+	missing := filepath.Join(dir, "missing", "out")
+	if err := Check(missing, Options{}); err != nil {
+		t.Errorf("Check of a folder to create: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
+		t.Errorf("Check created %s (%v)", missing, err)
+	}
+	if err := Check(dir, Options{}); err != nil {
+		t.Errorf("Check of an existing folder: %v", err)
+	}
+}
