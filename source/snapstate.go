@@ -80,23 +80,6 @@ func markSnapshot(ctx context.Context, conn *pgx.Conn, slot string, at event.LSN
 	return nil
 }
 
-// dropSlot drops a slot, waiting up to wait for a walsender that still
-// holds it (a consumer that just died) to let go.
-func dropSlot(ctx context.Context, conn *pgx.Conn, slot string, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot)
-		if err == nil || time.Now().After(deadline) {
-			return explainIf(err, "dropping replication slot "+slot)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 // snapshotDone is called once the consumer acked lsn: when it covers the
 // end of an initial snapshot that was handed out in full, the snapshot is
 // recorded as done.
