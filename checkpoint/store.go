@@ -198,12 +198,13 @@ type CorruptError struct {
 // away loses nothing that Postgres still has: a source then starts from its
 // slot's confirmed position, which is never above what every sink made
 // durable, so changes after it are delivered again. What the file alone
-// knew is lost: an unfinished snapshot or backfill is not resumed, and
-// replay windows (retain) start over.
+// knew is lost: an unfinished backfill is not resumed, and replay windows
+// (retain) start over. (An unfinished initial snapshot is not: its state
+// is kept beside the slot, in the source database.)
 func (e *CorruptError) Error() string {
 	return fmt.Sprintf("checkpoint file %s is corrupt (%v): move it away and restart; "+
 		"each source resumes from its slot's confirmed position and delivers later changes again, "+
-		"but an unfinished initial snapshot or backfill is not resumed (drop the slot to read the snapshot again)", e.Path, e.Err)
+		"but an unfinished backfill is not resumed (request it again with pgfeed backfill)", e.Path, e.Err)
 }
 
 func (e *CorruptError) Unwrap() []error { return []error{ErrCorrupt, e.Err} }
