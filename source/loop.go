@@ -165,14 +165,40 @@ func (l *loop) close() {
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if !l.repl.IsClosed() {
-		if l.streaming {
-			_ = l.sendStatus(false)
+		if l.streaming && l.sendStatus(false) == nil {
+			l.endCopy(time.Now().Add(5 * time.Second))
 		}
 		walsender := l.repl.PID()
 		l.repl.Close(cctx)
 		l.awaitSlotReleased(cctx, walsender)
 	}
 	l.meta.Close(cctx)
+}
+
+// endCopy ends the replication stream the way the protocol means it to
+// end (CopyDone, then the server's own end of the copy) instead of just
+// closing the socket. That matters: closing a socket that still holds
+// unread data (the server kept sending) makes the kernel reset the
+// connection, and a reset discards what the server had not read yet,
+// the final status update with the last acks among it.
+func (l *loop) endCopy(deadline time.Time) {
+	conn := l.repl.Conn()
+	_ = conn.SetDeadline(deadline)
+	fe := l.repl.Frontend()
+	fe.Send(&pgproto3.CopyDone{})
+	if fe.Flush() != nil {
+		return
+	}
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			return
+		}
+		switch msg.(type) {
+		case *pgproto3.ReadyForQuery, *pgproto3.ErrorResponse:
+			return
+		}
+	}
 }
 
 // awaitSlotReleased waits until the server's walsender has let go of the

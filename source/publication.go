@@ -213,6 +213,22 @@ func checkCoverage(ctx context.Context, conn *pgx.Conn, cfg *Config, pub publica
 		return err
 	}
 	name := cfg.Publication
+	if !pub.viaRoot {
+		// Without publish_via_partition_root the changes of a partitioned
+		// table come under its partitions' names, which the globs that
+		// name the parent do not match: they would silently never come.
+		for _, t := range tables {
+			var partitioned bool
+			err := conn.QueryRow(ctx, `SELECT c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = $1 AND c.relname = $2`, t.schema, t.table).Scan(&partitioned)
+			if err != nil {
+				return explainSQL(err, "reading table "+t.String())
+			}
+			if partitioned {
+				return &UserError{Msg: fmt.Sprintf("%s is partitioned, and publication %q publishes its changes under the partitions' names (publish_via_partition_root is off): run ALTER PUBLICATION %s SET (publish_via_partition_root = true), or leave --publication out so that slot %s gets a publication of its own", t, name, pgx.Identifier{name}.Sanitize(), cfg.Slot)}
+			}
+		}
+	}
 	for _, t := range tables {
 		if in[t] {
 			continue

@@ -104,6 +104,16 @@ func TestPartitionedTableUnderItsRoot(t *testing.T) {
 			noMoreRows(t, s, 300*time.Millisecond)
 		})
 	}
+	// A publication of someone else's that publishes partitions under
+	// their own names is refused for the parent, with the fix.
+	pgtest.Exec(t, db, "CREATE PUBLICATION leaves FOR TABLE measure")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := Open(ctx, Config{DSN: dsn, Slot: "part_leaves", Publication: "leaves", Create: true, Tables: []string{"measure"}})
+	var ue *UserError
+	if !errors.As(err, &ue) || !strings.Contains(ue.Msg, "publish_via_partition_root") {
+		t.Fatalf("want a refusal naming publish_via_partition_root, got %v", err)
+	}
 }
 
 // Item 4: the row filter of a table applies to the initial snapshot and to

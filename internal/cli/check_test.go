@@ -26,8 +26,8 @@ func TestRunCheckRefusesWhatRunRefuses(t *testing.T) {
 	}{
 		{"kafka sink", sourceMain("") + "[sinks.k]\ntype = \"kafka\"\nsources = [\"main\"]\nbrokers = [\"localhost:9092\"]\ntopic = \"t\"\n",
 			"sinks.k: type kafka is not available in this version of pgfeed"},
-		{"webhook sink", sourceMain("") + "[sinks.w]\ntype = \"webhook\"\nsources = [\"main\"]\nurl = \"http://localhost:1/hook\"\n",
-			"sinks.w: type webhook is not available in this version of pgfeed"},
+		{"websocket sink", "[http]\nlisten = \"127.0.0.1:0\"\n" + sourceMain("") + "[sinks.w]\ntype = \"websocket\"\nsources = [\"main\"]\n",
+			"sinks.w: type websocket is not available in this version of pgfeed"},
 		{"kafka source", "[sources.main]\ntype = \"kafka\"\nbrokers = [\"localhost:9092\"]\ntopics = [\"t\"]\n" + stdoutSink,
 			"sources.main: type kafka is not available in this version of pgfeed"},
 		{"upper-case publication", sourceMain("publication = \"MyPub\"") + stdoutSink,

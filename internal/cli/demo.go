@@ -67,7 +67,7 @@ func runDemo(ctx context.Context, e *env, rate float64) error {
 	writeErr := make(chan error, 1)
 	go func() { writeErr <- demoWriter(ctx, db, rate) }()
 
-	out := &ackingWriter{w: newLineWriter(stdout), s: s, period: time.Second, last: time.Now()}
+	out := &ackingWriter{out: stdout, s: s, period: time.Second, last: time.Now()}
 	err = pump(ctx, s, out, encode.JSON{}, false)
 	if ferr := out.flushAndAck(); err == nil {
 		err = ferr

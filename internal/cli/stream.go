@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -82,7 +81,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 	}
 	// Writes to stdout give up shortly after a signal, so that a stalled
 	// consumer (a full pipe) cannot keep pgfeed from stopping.
-	out := &ackingWriter{w: bufio.NewWriterSize(&stoppableWriter{ctx: ctx, w: e.stdout}, 256<<10), period: f.flushPeriod, last: time.Now()}
+	out := &ackingWriter{out: &stoppableWriter{ctx: ctx, w: e.stdout}, period: f.flushPeriod, last: time.Now()}
 	backoff := minReconnect
 	for opened := false; ; {
 		s, err := source.Open(ctx, cfg)
@@ -226,8 +225,8 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 				return fmt.Errorf("encoding %s event at %s: %w", ev.Op, ev.LSN, err)
 			}
 			buf = append(buf, '\n')
-			if _, err := out.w.Write(buf); err != nil {
-				return fmt.Errorf("%w: %w", errOutput, err)
+			if err := out.write(buf); err != nil {
+				return err
 			}
 		}
 		// A transaction is complete at its commit; a non-transactional
@@ -236,6 +235,7 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 		if ev.Op == event.OpCommit || (ev.Op == event.OpMessage && !ev.Message.Transactional) {
 			out.complete = max(out.complete, ev.CommitLSN)
 			out.delivered = ev.CommitLSN
+			out.mark = len(out.buf)
 			if next != ctx {
 				return nil // the transaction open at the stop is written
 			}
@@ -248,9 +248,15 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 	}
 }
 
-// ackingWriter acks a position only after the output holding it was flushed.
+// ackingWriter acks a position only after the output holding it was
+// flushed. It buffers the output itself and writes out whole transactions
+// only (up to maxPending bytes; a bigger one is written as it comes), so
+// that a stop in the middle of a transaction leaves none of it printed
+// and unacked.
 type ackingWriter struct {
-	w        *bufio.Writer
+	out      io.Writer
+	buf      []byte
+	mark     int // end of the last complete transaction in buf
 	s        *source.Stream
 	complete event.LSN // commit position of the last complete transaction written
 	// delivered is the last complete transaction the current stream
@@ -261,9 +267,36 @@ type ackingWriter struct {
 	last      time.Time
 }
 
-func (a *ackingWriter) flushAndAck() error {
-	if err := a.w.Flush(); err != nil {
+// maxPending bounds the output buffered between two flushes.
+const maxPending = 256 << 10
+
+// write buffers one event's output.
+func (a *ackingWriter) write(p []byte) error {
+	a.buf = append(a.buf, p...)
+	if len(a.buf) >= maxPending {
+		return a.writeOut(len(a.buf))
+	}
+	return nil
+}
+
+// writeOut writes the first n buffered bytes.
+func (a *ackingWriter) writeOut(n int) error {
+	if n == 0 {
+		return nil
+	}
+	if _, err := a.out.Write(a.buf[:n]); err != nil {
 		return fmt.Errorf("%w: %w", errOutput, err)
+	}
+	a.buf = a.buf[:copy(a.buf, a.buf[n:])]
+	a.mark = max(a.mark-n, 0)
+	return nil
+}
+
+// flushAndAck writes out the complete transactions and acks them; the
+// output of one still open stays buffered.
+func (a *ackingWriter) flushAndAck() error {
+	if err := a.writeOut(a.mark); err != nil {
+		return err
 	}
 	a.last = time.Now()
 	// Only what this stream delivered may be acked to it.
@@ -275,9 +308,6 @@ func (a *ackingWriter) flushAndAck() error {
 	}
 	return nil
 }
-
-// newLineWriter buffers output that is flushed at every transaction anyway.
-func newLineWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 64<<10) }
 
 // lineEncoder returns the encoder of a text format, one event per line.
 func lineEncoder(format string) (encode.Encoder, error) {
