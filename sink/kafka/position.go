@@ -99,7 +99,9 @@ func readPosition(ctx context.Context, opts Options) (sink.Position, bool, error
 			return sink.Position{}, false, fmt.Errorf("reading positions from %s: %w", topic, err)
 		}
 		var ferr error
-		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("reading positions from %s partition %d: %w", t, p, err) })
+		fetches.EachError(func(t string, p int32, err error) {
+			ferr = fmt.Errorf("reading positions from %s partition %d: %w", t, p, err)
+		})
 		if ferr != nil {
 			return sink.Position{}, false, ferr
 		}
