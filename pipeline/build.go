@@ -1,8 +1,14 @@
 package pipeline
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgfeed/pgfeed/checkpoint"
@@ -12,12 +18,14 @@ import (
 	"github.com/pgfeed/pgfeed/sink"
 	"github.com/pgfeed/pgfeed/sink/discard"
 	"github.com/pgfeed/pgfeed/sink/file"
+	"github.com/pgfeed/pgfeed/sink/kafka"
 	"github.com/pgfeed/pgfeed/sink/stdout"
 	"github.com/pgfeed/pgfeed/source"
 )
 
 // FromConfig builds a pipeline from a validated configuration. It opens the
-// sinks (a file sink creates its folder), so Close them through Run, or
+// sinks (a file sink creates its folder, a Kafka sink connects and checks
+// its topics, waiting up to ConnectTimeout), so Close them through Run, or
 // CloseSinks when the pipeline never runs.
 func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
 	p := &Pipeline{Store: store, Logger: log}
@@ -81,6 +89,12 @@ func buildSink(k *config.Sink, databases map[string]string) (Sink, error) {
 			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
 		}
 		s = f
+	case *config.KafkaSink:
+		ks, err := openKafka(k, st)
+		if err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
+		s = ks
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
 	}
@@ -92,4 +106,72 @@ func (p *Pipeline) CloseSinks() {
 	for _, k := range p.Sinks {
 		_ = k.Sink.Close()
 	}
+}
+
+// ConnectTimeout bounds how long FromConfig waits for a sink's server.
+const ConnectTimeout = 30 * time.Second
+
+func openKafka(k *config.Sink, st *config.KafkaSink) (*kafka.Sink, error) {
+	opts := kafka.Options{
+		Brokers:         st.Brokers,
+		SASL:            kafka.SASL{Mechanism: st.SASL.Mechanism, User: st.SASL.User, Password: st.SASL.Password},
+		Compression:     st.Compression,
+		Acks:            st.Acks,
+		FallbackTopic:   st.FallbackTopic,
+		CreateTopics:    st.CreateTopics,
+		Partitions:      st.Partitions,
+		Replication:     st.Replication,
+		MaxMessageBytes: int32(st.MaxMessageBytes),
+		Transactional:   st.Transactional,
+		TransactionalID: st.TransactionalID,
+		OffsetsTopic:    st.OffsetsTopic,
+	}
+	// Topics that routing names without placeholders are known now:
+	// checked at start, so that a missing one fails before streaming.
+	for _, tmpl := range append([]string{k.Route.Default, k.Route.Other}, mapValues(k.Route.Tables)...) {
+		if tmpl != "" && !strings.Contains(tmpl, "{") {
+			opts.Topics = append(opts.Topics, tmpl)
+		}
+	}
+	if st.TLS != nil {
+		tc, err := tlsConfig(st.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLS = tc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+	defer cancel()
+	return kafka.Open(ctx, opts)
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// tlsConfig loads the files of a TLS setting.
+func tlsConfig(c *config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // insecure only when asked for, for tests
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file: no PEM certificate in %s", c.CAFile)
+		}
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.cert_file: loading the client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

@@ -43,7 +43,7 @@ func (p *Pipeline) runSource(ctx context.Context, src *Source, sinks []*Sink) er
 	r := &sourceRun{p: p, src: src}
 	p.sources.Store(src.Name, r)
 	for _, k := range sinks {
-		w, err := newWorker(r, k)
+		w, err := newWorker(ctx, r, k)
 		if err != nil {
 			return err
 		}

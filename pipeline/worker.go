@@ -21,25 +21,50 @@ type worker struct {
 	// durable before a restart): after a reconnect the stream delivers such
 	// transactions again, and the sink has them.
 	skipUpTo event.LSN
-	err      error // the failure that stopped the worker, if any
+	// partial is the start of a transaction (events up to its seq) that a
+	// positioned sink holds from before a restart; the rest still comes.
+	partial sink.Position
+	err     error // the failure that stopped the worker, if any
 
 	records []sink.Record
 	buf     []byte
 }
 
-func newWorker(r *sourceRun, k *Sink) (*worker, error) {
+func newWorker(ctx context.Context, r *sourceRun, k *Sink) (*worker, error) {
 	pos, _, err := r.p.Store.Position(r.src.Name, k.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint of sink %s: %w", k.Name, err)
 	}
 	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos}
-	w.stats.Durable.Store(uint64(pos))
+	// A sink that commits its position with its data knows better than the
+	// checkpoint, which is written after the sink's commit and so lags it
+	// after a crash. The checkpoint can only be ahead when batches had no
+	// record for this sink (nothing to commit there), so the newer wins.
+	if ps, ok := k.Sink.(sink.Positioned); ok {
+		sp, ok, err := ps.Position(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the position of sink %s: %w", k.Name, err)
+		}
+		if ok && sp.Commit > pos {
+			r.p.Logger.Info("resuming from the position the sink committed", "source", r.src.Name, "sink", k.Name, "position", sp.Commit, "checkpoint", pos)
+			w.skipUpTo = sp.Commit
+		}
+		if ok && sp.LastCommit > w.skipUpTo {
+			w.partial = sp
+		}
+	}
+	w.stats.Durable.Store(uint64(w.skipUpTo))
 	return w, nil
 }
 
 // add appends an event to the batch being built, handing it over when full.
 func (w *worker) add(e *event.Event) {
 	if e.CommitLSN != 0 && e.CommitLSN <= w.skipUpTo && e.Op != event.OpRead {
+		w.stats.SkippedReplayed.Add(1)
+		return
+	}
+	if w.partial.LastCommit != 0 && e.CommitLSN == w.partial.LastCommit && e.Op != event.OpRead &&
+		e.Seq >= 1 && e.Seq <= w.partial.LastSeq {
 		w.stats.SkippedReplayed.Add(1)
 		return
 	}
@@ -128,7 +153,12 @@ func (w *worker) write(b batch) error {
 	}
 	if len(w.records) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		err := w.k.Sink.Write(ctx, w.records)
+		var err error
+		if ps, ok := w.k.Sink.(sink.Positioned); ok {
+			err = ps.WriteAt(ctx, w.records, durable)
+		} else {
+			err = w.k.Sink.Write(ctx, w.records)
+		}
 		cancel()
 		if err != nil {
 			return err

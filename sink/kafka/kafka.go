@@ -117,6 +117,10 @@ type Sink struct {
 	hasPos bool
 	err    error // a fenced producer stays failed
 	closed bool
+	// stale is set when a transaction failed in a way that may hide a
+	// commit (its EndTxn answer lost): the position is read again before
+	// the next write.
+	stale bool
 
 	recs []kgo.Record
 	ptrs []*kgo.Record
@@ -318,6 +322,16 @@ func (s *Sink) WriteAt(ctx context.Context, batch []sink.Record, commit event.LS
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("producing to kafka: %w", err)
 	}
+	if s.opts.Transactional {
+		if s.stale {
+			pos, ok, err := readPosition(ctx, s.opts)
+			if err != nil {
+				return err
+			}
+			s.pos, s.hasPos, s.stale = pos, ok, false
+		}
+		batch = s.unwritten(batch)
+	}
 	pos := s.next(batch, commit)
 	if len(batch) == 0 && (!s.opts.Transactional || pos == s.pos) {
 		return nil
@@ -332,6 +346,39 @@ func (s *Sink) WriteAt(ctx context.Context, batch []sink.Record, commit event.LS
 		return s.produce(ctx, batch)
 	}
 	return s.transact(ctx, batch, pos)
+}
+
+// unwritten drops the records that the committed position says Kafka
+// holds already: a batch redelivered after a commit whose answer was lost,
+// or after a restart from a checkpoint that lagged. Snapshot reads are
+// never dropped (a snapshot read again is a new one).
+func (s *Sink) unwritten(batch []sink.Record) []sink.Record {
+	if !s.hasPos {
+		return batch
+	}
+	held := func(e *event.Event) bool {
+		if e == nil || e.Op == event.OpRead || e.CommitLSN == 0 {
+			return false
+		}
+		return e.CommitLSN <= s.pos.Commit ||
+			(e.CommitLSN == s.pos.LastCommit && e.Seq >= 1 && e.Seq <= s.pos.LastSeq)
+	}
+	n := 0
+	for i := range batch {
+		if held(batch[i].Event) {
+			n++
+		}
+	}
+	if n == 0 {
+		return batch
+	}
+	out := make([]sink.Record, 0, len(batch)-n)
+	for i := range batch {
+		if !held(batch[i].Event) {
+			out = append(out, batch[i])
+		}
+	}
+	return out
 }
 
 // next returns the position the sink holds once batch is written.
@@ -512,6 +559,7 @@ func (s *Sink) transact(ctx context.Context, batch []sink.Record, pos sink.Posit
 	} else if err := s.cl.EndTransaction(endCtx, kgo.TryAbort); err != nil {
 		failed = errors.Join(failed, s.txnError("aborting transaction", err))
 	}
+	s.stale = true
 	if fenced(failed) && s.err == nil {
 		s.err = s.fencedError(failed)
 	}
