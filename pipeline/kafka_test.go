@@ -1,0 +1,202 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/pgtest"
+	"github.com/pgfeed/pgfeed/sink"
+	"github.com/pgfeed/pgfeed/sink/kafka"
+	"github.com/pgfeed/pgfeed/source"
+)
+
+// crashingSink is a transactional Kafka sink that "crashes" the pipeline
+// right after Kafka committed the first batch that ends inside a
+// transaction: the checkpoint store never hears of that batch, as after a
+// kill -9 between Kafka's commit and the checkpoint.
+type crashingSink struct {
+	*kafka.Sink
+	crash   func()
+	crashed atomic.Bool
+}
+
+func (c *crashingSink) WriteAt(ctx context.Context, batch []sink.Record, commit event.LSN) error {
+	if c.crashed.Load() {
+		return errors.New("crashed")
+	}
+	if err := c.Sink.WriteAt(ctx, batch, commit); err != nil {
+		return err
+	}
+	if last := batch[len(batch)-1].Event; last.CommitLSN > commit && last.Seq > 1 {
+		c.crashed.Store(true)
+		c.crash()
+		return errors.New("crashed after the commit")
+	}
+	return nil
+}
+
+// After a crash between Kafka's commit and the checkpoint, in the middle
+// of a transaction split over batches, the pipeline resumes from the
+// position committed in Kafka: a read_committed consumer sees every change
+// once.
+func TestResumeFromKafkaPosition(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()
+	dsn := pgtest.CreateDB(t, pg, "kafkaresume")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int)")
+	store := openStore(t)
+	opts := kafka.Options{Brokers: brokers, CreateTopics: true, Partitions: 3, Transactional: true, TransactionalID: "resume"}
+	openKafka := func() *kafka.Sink {
+		ks, err := kafka.Open(context.Background(), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	newPipeline := func(s sink.Sink) *Pipeline {
+		k := newSink(t, "exact", "main", s)
+		k.MaxBatch = 7
+		return &Pipeline{
+			Sources: []Source{{Name: "main", Stream: source.Config{DSN: dsn, Slot: "kafkaresume", Create: true}}},
+			Sinks:   []Sink{k},
+			Store:   store,
+		}
+	}
+	exec := func(sql string) {
+		if _, err := db.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slot first, then the writes: small transactions and a big one.
+	ctx, cancel := context.WithCancel(context.Background())
+	cs := &crashingSink{Sink: openKafka(), crash: cancel}
+	p := newPipeline(cs)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "the slot", func() bool {
+		var n int
+		_ = db.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'kafkaresume' AND active").Scan(&n)
+		return n == 1
+	})
+	for i := range 5 {
+		exec(fmt.Sprintf("INSERT INTO items VALUES (%d, 0)", i))
+	}
+	exec("INSERT INTO items SELECT g, g FROM generate_series(100, 159) g")
+	exec("UPDATE items SET val = val + 1 WHERE id < 3")
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the sink never crashed")
+	}
+	if !cs.crashed.Load() {
+		t.Fatal("the pipeline stopped, but not by the crash")
+	}
+	kpos, _, _ := cs.Position(context.Background())
+	ckpt, _, _ := store.Position("main", "exact")
+	if kpos.LastCommit == 0 || kpos.Commit < ckpt {
+		t.Fatalf("Kafka's position %+v is not in a split transaction ahead of the checkpoint %s", kpos, ckpt)
+	}
+	_ = cs.Sink.Close()
+
+	// Restart: a new sink reads Kafka's position; more writes come.
+	exec("DELETE FROM items WHERE id = 4")
+	p = newPipeline(openKafka())
+	stop := run(t, p)
+	exec("INSERT INTO items VALUES (999, 1)")
+	wantChanges := 5 + 60 + 3 + 1 + 1
+	waitFor(t, "every change in Kafka", func() bool { return len(readCommitted(t, brokers, "public.items")) >= wantChanges })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats("exact").SkippedReplayed.Load() == 0 {
+		t.Fatal("the restarted pipeline skipped nothing: it did not resume from Kafka's position")
+	}
+	recs := readCommitted(t, brokers, "public.items")
+	seen := map[string]bool{}
+	for _, r := range recs {
+		var commit, seq string
+		for _, h := range r.Headers {
+			switch h.Key {
+			case "commit_lsn":
+				commit = string(h.Value)
+			case "seq":
+				seq = string(h.Value)
+			}
+		}
+		id := commit + "/" + seq
+		if seen[id] {
+			t.Fatalf("read_committed consumer sees event %s twice", id)
+		}
+		seen[id] = true
+	}
+	if len(recs) != wantChanges {
+		t.Fatalf("read_committed consumer sees %d changes; want %d", len(recs), wantChanges)
+	}
+}
+
+// readCommitted reads a topic up to its last stable offset, without
+// control records and schema events.
+func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return nil
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []*kgo.Record
+	for len(want) > 0 && ctx.Err() == nil {
+		rd.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
+			for _, h := range r.Headers {
+				if h.Key == "seq" {
+					if n, _ := strconv.Atoi(string(h.Value)); n < 1 {
+						return // a schema event
+					}
+				}
+			}
+			out = append(out, r)
+		})
+	}
+	return out
+}
