@@ -155,7 +155,9 @@ func (w *worker) write(b batch) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		var err error
 		if ps, ok := w.k.Sink.(sink.Positioned); ok {
-			err = ps.WriteAt(ctx, w.records, durable)
+			// The newest complete transaction, also when this batch ends
+			// none: a batch of only a commit event wrote nothing there.
+			err = ps.WriteAt(ctx, w.records, max(durable, event.LSN(w.stats.Durable.Load())))
 		} else {
 			err = w.k.Sink.Write(ctx, w.records)
 		}
