@@ -359,3 +359,53 @@ func TestRunKafkaErrors(t *testing.T) {
 		})
 	}
 }
+
+// The Kafka example of the repository runs as it is against a broker: the
+// initial snapshot and the changes reach their topics, exactly once.
+func TestExampleKafka(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()
+	dsn := pgtest.CreateDB(t, pg, "examplekafka")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, "CREATE TABLE orders(id int PRIMARY KEY, total numeric)", "INSERT INTO orders VALUES (1, 9.90)")
+	t.Setenv("PGFEED_DSN", dsn)
+	t.Setenv("PGFEED_STATE", filepath.Join(t.TempDir(), "state"))
+	t.Setenv("KAFKA_BROKER", brokers[0])
+	cfg, err := filepath.Abs("../../examples/kafka.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, stderr := startProcess(t, os.DevNull, "run", "--config", cfg)
+	waitUntil(t, "the slot", func() bool {
+		var n int
+		_ = db.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgfeed_app' AND active").Scan(&n)
+		return n == 1 || cmd.ProcessState != nil
+	})
+	pgtest.Exec(t, db, "UPDATE orders SET total = 10 WHERE id = 1", "INSERT INTO orders VALUES (2, 1)")
+	var recs []*kgo.Record
+	waitUntil(t, "3 events in cdc.public.orders", func() bool {
+		recs = changes(readTopic(t, brokers, "cdc.public.orders", true))
+		return len(recs) >= 3
+	})
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("pgfeed run: %v\n%s", err, stderr.String())
+	}
+	var ops []string
+	for _, r := range recs {
+		for _, h := range r.Headers {
+			if h.Key == "op" {
+				ops = append(ops, string(h.Value)+" "+string(r.Key))
+			}
+		}
+	}
+	// Partitions keep each key's order, not the order across keys.
+	slices.Sort(ops)
+	if want := []string{`insert {"id":2}`, `read {"id":1}`, `update {"id":1}`}; !reflect.DeepEqual(ops, want) {
+		t.Fatalf("events (op and key) %q; want %q", ops, want)
+	}
+}
