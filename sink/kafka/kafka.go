@@ -113,6 +113,7 @@ type Sink struct {
 
 	mu     sync.Mutex // Close may come from another goroutine than Write
 	known  map[string]bool
+	names  map[string][]byte // header values, see name
 	pos    sink.Position
 	hasPos bool
 	err    error // a fenced producer stays failed
@@ -157,7 +158,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening kafka sink: %w", err)
 	}
-	s := &Sink{opts: opts, cl: cl, adm: kadm.NewClient(cl), known: make(map[string]bool)}
+	s := &Sink{opts: opts, cl: cl, adm: kadm.NewClient(cl), known: make(map[string]bool), names: make(map[string][]byte)}
 	if err := s.open(ctx); err != nil {
 		cl.Close()
 		return nil, err
@@ -230,6 +231,9 @@ func clientOpts(o Options) ([]kgo.Opt, error) {
 		// unknown topic after that (deleted meanwhile) fails the batch
 		// instead of waiting forever.
 		kgo.UnknownTopicRetries(4),
+		// Write hands over whole batches and waits for them: lingering for
+		// more records would only add latency.
+		kgo.ProducerLinger(0),
 	}
 	if o.TLS != nil {
 		opts = append(opts, kgo.DialTLSConfig(o.TLS))
@@ -445,9 +449,9 @@ func (s *Sink) build(batch []sink.Record) error {
 		sp := spans[i]
 		start := len(s.hdrs)
 		s.hdrs = append(s.hdrs,
-			kgo.RecordHeader{Key: "op", Value: []byte(e.Op.String())},
-			kgo.RecordHeader{Key: "schema", Value: []byte(e.Schema)},
-			kgo.RecordHeader{Key: "table", Value: []byte(e.Table)},
+			kgo.RecordHeader{Key: "op", Value: s.name(e.Op.String())},
+			kgo.RecordHeader{Key: "schema", Value: s.name(e.Schema)},
+			kgo.RecordHeader{Key: "table", Value: s.name(e.Table)},
 			kgo.RecordHeader{Key: "lsn", Value: s.buf[sp[0]:sp[1]:sp[1]]},
 			kgo.RecordHeader{Key: "commit_lsn", Value: s.buf[sp[1]:sp[2]:sp[2]]},
 			kgo.RecordHeader{Key: "seq", Value: s.buf[sp[2]:sp[3]:sp[3]]},
@@ -458,6 +462,17 @@ func (s *Sink) build(batch []sink.Record) error {
 		s.ptrs = append(s.ptrs, &s.recs[i])
 	}
 	return nil
+}
+
+// name returns the bytes of an op, schema or table name for a header,
+// shared by every record: the names are few, the records many.
+func (s *Sink) name(n string) []byte {
+	b, ok := s.names[n]
+	if !ok {
+		b = []byte(n)
+		s.names[n] = b
+	}
+	return b[:len(b):len(b)]
 }
 
 func (s *Sink) batchTopics() []string {

@@ -568,3 +568,38 @@ func TestRedeliveryDropped(t *testing.T) {
 		t.Fatalf("read_committed consumer sees %d records; want the %d written, once each", len(got), len(want))
 	}
 }
+
+// BenchmarkWrite measures records/s through the sink into a kfake cluster
+// in the same process (which takes its share of the CPU), in batches of the
+// pipeline's default size.
+func BenchmarkWrite(b *testing.B) {
+	for _, txn := range []bool{false, true} {
+		b.Run(fmt.Sprintf("transactional=%v", txn), func(b *testing.B) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, sinktest.Topic))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			s, err := kafka.Open(context.Background(), kafka.Options{Brokers: c.ListenAddrs(), Transactional: txn, TransactionalID: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const size = 2000
+			batch := sinktest.Records(0, size)
+			for i := range batch {
+				if len(batch[i].Value) > 4096 { // keep the rows small, like most tables'
+					batch[i].Value = batch[i].Value[:300]
+				}
+				batch[i].Key = fmt.Appendf(nil, `{"id":%d}`, i)
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if err := s.WriteAt(context.Background(), batch, event.LSN(i+1)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
