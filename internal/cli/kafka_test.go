@@ -358,6 +358,22 @@ func TestRunKafkaErrors(t *testing.T) {
 			expectOneLineError(t, code, stderr, tc.want...)
 		})
 	}
+
+	// Replay cannot rewind an exactly-once sink: its position is in Kafka.
+	db := pgtest.Connect(t, dsn)
+	var start string
+	if err := db.QueryRow(context.Background(), "SELECT lsn::text FROM pg_create_logical_replication_slot('runkafkaerr', 'pgoutput')").Scan(&start); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pgfeed.toml")
+	cfg := fmt.Sprintf("checkpoint = %q\n[sources.main]\ndsn = \"${TEST_DSN}\"\nslot = \"runkafkaerr\"\n[sinks.k]\ntype = \"kafka\"\nsources = [\"main\"]\nbrokers = [%q]\ntransactional = true\ntransactional_id = \"x\"\n",
+		filepath.Join(dir, "pgfeed.db"), plainKC.ListenAddrs()[0])
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "replay", "--config", path, "--from", start)
+	expectOneLineError(t, code, stderr, "sink k is exactly-once", "--sinks")
 }
 
 // The Kafka example of the repository runs as it is against a broker: the
