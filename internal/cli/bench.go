@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +15,17 @@ import (
 	"github.com/pgfeed/pgfeed/internal/pgcluster"
 	"github.com/pgfeed/pgfeed/source"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
+
+// tomlStrings formats a TOML array of strings.
+func tomlStrings(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
 
 type benchFlags struct {
 	conn       connFlags
@@ -22,6 +33,8 @@ type benchFlags struct {
 	txnSize    int
 	rounds     int
 	cpuprofile string
+	sinks      []string // extra sinks to measure: "kafka"
+	kafka      []string // brokers; empty: a kfake cluster in this process
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -44,12 +57,29 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 	c.Flags().IntVar(&f.txnSize, "txn-size", 1000, "changes per transaction")
 	c.Flags().StringVar(&f.cpuprofile, "cpuprofile", "", "write CPU profiles of the pgfeed runs to FILE.<round>")
 	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
+	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks: kafka (idempotent, and exactly-once)")
+	c.Flags().StringSliceVar(&f.kafka, "kafka-brokers", nil, "brokers for --sink kafka (default: an in-process kfake cluster)")
 	return c
 }
 
 func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	if f.rows <= 0 || f.txnSize <= 0 || f.rounds <= 0 {
 		return fmt.Errorf("--rows, --txn-size and --rounds must be positive")
+	}
+	withKafka := false
+	for _, s := range f.sinks {
+		if s != "kafka" {
+			return fmt.Errorf("--sink: unknown sink %q (have: kafka)", s)
+		}
+		withKafka = true
+	}
+	if withKafka && len(f.kafka) == 0 {
+		kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			return fmt.Errorf("starting an in-process kafka: %w", err)
+		}
+		defer kc.Close()
+		f.kafka = kc.ListenAddrs()
 	}
 	binDir, err := pgcluster.FindBinDir()
 	if err != nil {
@@ -77,12 +107,19 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	defer db.Close(context.Background())
 
 	const pub = "pgfeed_bench"
-	// Per round: pg_recvlogical, pgfeed stream, pgfeed run to discard, pgfeed run to files.
-	const perRound = 4
+	// Per round: pg_recvlogical, pgfeed stream, pgfeed run to discard, pgfeed run to files,
+	// and with --sink kafka pgfeed run to kafka and to kafka in exactly-once mode.
+	perRound := 4
+	if withKafka {
+		perRound = 6
+	}
 	slots := make([]string, 0, perRound*f.rounds)
 	for r := 0; r < f.rounds; r++ {
 		slots = append(slots, fmt.Sprintf("pgfeed_bench_recv_%d", r), fmt.Sprintf("pgfeed_bench_feed_%d", r),
 			fmt.Sprintf("pgfeed_bench_run_discard_%d", r), fmt.Sprintf("pgfeed_bench_run_file_%d", r))
+		if withKafka {
+			slots = append(slots, fmt.Sprintf("pgfeed_bench_run_kafka_%d", r), fmt.Sprintf("pgfeed_bench_run_kafka_txn_%d", r))
+		}
 	}
 	work, err := os.MkdirTemp("", "pgfeed-bench-")
 	if err != nil {
@@ -143,13 +180,25 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	runConfig := func(r int, sinkType string) (string, error) {
 		slot := slots[perRound*r+2]
 		extra := ""
-		if sinkType == "file" {
+		switch sinkType {
+		case "file":
 			slot = slots[perRound*r+3]
 			extra = fmt.Sprintf("path = %q\nrotate_bytes = \"256MiB\"\n", filepath.Join(work, fmt.Sprintf("files-%d", r)))
+		case "kafka", "kafka-txn":
+			slot = slots[perRound*r+4]
+			extra = fmt.Sprintf("brokers = %s\ntopic = \"pgfeed-bench.%d.%s\"\ncreate_topics = true\npartitions = 6\n", tomlStrings(f.kafka), r, sinkType)
+			if sinkType == "kafka-txn" {
+				slot = slots[perRound*r+5]
+				extra += fmt.Sprintf("transactional = true\ntransactional_id = \"pgfeed-bench-%d-%d\"\n", os.Getpid(), r)
+			}
+		}
+		kind := sinkType
+		if kind == "kafka-txn" {
+			kind = "kafka"
 		}
 		path := filepath.Join(work, fmt.Sprintf("%s-%d.toml", sinkType, r))
 		cfg := fmt.Sprintf("checkpoint = %q\n[log]\nlevel = \"warn\"\n[sources.main]\ndsn = %q\nslot = %q\npublication = %q\n[sinks.out]\ntype = %q\nsources = [\"main\"]\n%s",
-			filepath.Join(work, fmt.Sprintf("%s-%d.db", sinkType, r)), dsn, slot, pub, sinkType, extra)
+			filepath.Join(work, fmt.Sprintf("%s-%d.db", sinkType, r)), dsn, slot, pub, kind, extra)
 		return path, os.WriteFile(path, []byte(cfg), 0o600)
 	}
 	for r := 0; r < f.rounds; r++ {
@@ -176,6 +225,21 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 			func() error { return timed("run discard", runDiscard) },
 			func() error { return timed("run file", runFile) },
 		}
+		if withKafka {
+			kafkaCfg, err := runConfig(r, "kafka")
+			if err != nil {
+				return err
+			}
+			txnCfg, err := runConfig(r, "kafka-txn")
+			if err != nil {
+				return err
+			}
+			runKafka := exec.CommandContext(ctx, self, "run", "--config", kafkaCfg, "--endpos", end)
+			runTxn := exec.CommandContext(ctx, self, "run", "--config", txnCfg, "--endpos", end)
+			steps = append(steps,
+				func() error { return timed("run kafka", runKafka) },
+				func() error { return timed("run kafka eos", runTxn) })
+		}
 		if r%2 == 1 { // alternate, so that none always reads a warmer cache
 			slices.Reverse(steps)
 		}
@@ -190,6 +254,11 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	fmt.Fprintf(e.stdout, "changes: %d\npg_recvlogical: %.0f rows/s\n", changes, recvRate)
 	for _, name := range []string{"pgfeed stream", "run discard", "run file"} {
 		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical)\n", name, rate(name), rate(name)/recvRate)
+	}
+	if withKafka {
+		for _, name := range []string{"run kafka", "run kafka eos"} {
+			fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx run discard)\n", name, rate(name), rate(name)/rate("run discard"))
+		}
 	}
 	return nil
 }

@@ -573,8 +573,12 @@ func TestRedeliveryDropped(t *testing.T) {
 // in the same process (which takes its share of the CPU), in batches of the
 // pipeline's default size.
 func BenchmarkWrite(b *testing.B) {
-	for _, txn := range []bool{false, true} {
-		b.Run(fmt.Sprintf("transactional=%v", txn), func(b *testing.B) {
+	for _, tc := range []struct {
+		txn  bool
+		size int
+	}{{false, 2000}, {true, 2000}, {false, 50}, {true, 50}} {
+		txn, size := tc.txn, tc.size
+		b.Run(fmt.Sprintf("transactional=%v/batch=%d", txn, size), func(b *testing.B) {
 			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, sinktest.Topic))
 			if err != nil {
 				b.Fatal(err)
@@ -585,7 +589,6 @@ func BenchmarkWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			const size = 2000
 			batch := sinktest.Records(0, size)
 			for i := range batch {
 				if len(batch[i].Value) > 4096 { // keep the rows small, like most tables'
