@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
@@ -153,6 +154,17 @@ func TestResumeFromKafkaPosition(t *testing.T) {
 // control records and schema events.
 func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
+	return readTopic(t, brokers, topic, true)
+}
+
+// readUncommitted reads a topic up to its end, without schema events.
+func readUncommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	return readTopic(t, brokers, topic, false)
+}
+
+func readTopic(t *testing.T, brokers []string, topic string, committed bool) []*kgo.Record {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
@@ -160,7 +172,11 @@ func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if committed {
+		ends, err = adm.ListCommittedOffsets(ctx, topic)
+	}
 	if err != nil {
 		return nil
 	}
@@ -173,8 +189,11 @@ func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	if len(want) == 0 {
 		return nil
 	}
-	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords()}
+	if committed {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	rd, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,4 +218,66 @@ func readCommitted(t *testing.T, brokers []string, topic string) []*kgo.Record {
 		})
 	}
 	return out
+}
+
+// A slow Kafka broker (every produce request waits) under a fast writer:
+// the events queued for the sink stay within the pipeline's bounds, the
+// source reads no faster than the broker takes, and nothing is lost.
+func TestSlowKafkaBrokerBackpressure(t *testing.T) {
+	const rows = 20_000
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "public.items"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	var slowed atomic.Int64
+	kc.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		slowed.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return nil, nil, false
+	})
+	dsn := pgtest.CreateDB(t, pg, "slowkafka")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int, pad text)")
+	ks, err := kafka.Open(context.Background(), kafka.Options{Brokers: kc.ListenAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newSink(t, "kafka", "main", ks)
+	k.MaxBatch, k.MaxBatchBytes, k.QueueBatches = 500, 128<<10, 2
+	p := &Pipeline{
+		Sources: []Source{{Name: "main", Stream: source.Config{DSN: dsn, Slot: "slowkafka", Create: true}}},
+		Sinks:   []Sink{k},
+		Store:   openStore(t),
+	}
+	stop := run(t, p)
+	waitFor(t, "the slot", func() bool {
+		var n int
+		_ = db.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'slowkafka' AND active").Scan(&n)
+		return n == 1
+	})
+	for i := 0; i < rows; i += 1000 {
+		if _, err := db.Exec(context.Background(), "INSERT INTO items SELECT g, g, repeat('x', 200) FROM generate_series($1::int, $1::int + 999) g", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := p.Stats("kafka")
+	waitFor(t, fmt.Sprintf("%d rows in Kafka", rows), func() bool { return st.Events.Load() >= rows })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	bound := int64(k.QueueBatches+2) * int64(k.MaxBatchBytes+4096)
+	if hw := st.MaxQueuedBytes.Load(); hw > bound {
+		t.Fatalf("queued bytes peaked at %d, bound %d", hw, bound)
+	}
+	recs := readUncommitted(t, kc.ListenAddrs(), "public.items")
+	ids := map[string]bool{}
+	for _, r := range recs {
+		ids[string(r.Key)] = true
+	}
+	if len(ids) != rows {
+		t.Fatalf("Kafka holds %d distinct keys; want %d", len(ids), rows)
+	}
+	t.Logf("queued bytes high-water %d KiB (bound %d KiB); %d produce requests slowed", st.MaxQueuedBytes.Load()>>10, bound>>10, slowed.Load())
 }
