@@ -21,6 +21,7 @@ import (
 	"github.com/pgfeed/pgfeed/sink/kafka"
 	"github.com/pgfeed/pgfeed/sink/stdout"
 	"github.com/pgfeed/pgfeed/source"
+	kafkasource "github.com/pgfeed/pgfeed/source/kafka"
 )
 
 // FromConfig builds a pipeline from a validated configuration. It opens the
@@ -31,6 +32,10 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 	p := &Pipeline{Store: store, Logger: log}
 	databases := map[string]string{}
 	for _, s := range cfg.Sources {
+		if ks, ok := s.Settings.(*config.KafkaSource); ok {
+			p.Sources = append(p.Sources, Source{Name: s.Name, Kafka: &kafkasource.Options{Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group}})
+			continue
+		}
 		pgs, ok := s.Settings.(*config.PostgresSource)
 		if !ok {
 			return nil, fmt.Errorf("sources.%s: type %s is not available in this version of pgfeed", s.Name, s.Type)

@@ -31,6 +31,9 @@ type sourceRun struct {
 	// skipped) on the current stream: acks never go past it, so an ack is
 	// always of a position the stream delivered.
 	seenCommit event.LSN
+	// consuming is set while a Kafka source is in its consumer group,
+	// under mu.
+	consuming bool
 	// Counters for Status, under mu.
 	events, reconnects uint64
 	lastErr            error
@@ -40,6 +43,9 @@ type sourceRun struct {
 }
 
 func (p *Pipeline) runSource(ctx context.Context, src *Source, sinks []*Sink) error {
+	if src.Kafka != nil {
+		return p.runKafka(ctx, src, sinks)
+	}
 	r := &sourceRun{p: p, src: src}
 	p.sources.Store(src.Name, r)
 	for _, k := range sinks {

@@ -122,34 +122,15 @@ func (w *worker) run(ctx context.Context) {
 
 // write routes and encodes a batch, writes it, and records its position.
 func (w *worker) write(b batch) error {
-	w.records = w.records[:0]
-	w.buf = w.buf[:0]
 	var durable event.LSN
-	type span struct{ start, end int }
-	spans := make([]span, 0, len(b.events))
 	for _, e := range b.events {
 		if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
 			durable = e.CommitLSN
 		}
-		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !w.k.Schemas) ||
-			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
-			continue
-		}
-		rec, keep := w.k.Router.Apply(e)
-		if !keep {
-			continue
-		}
-		start := len(w.buf)
-		var err error
-		if w.buf, err = w.k.Encoder.Encode(w.buf, rec.Event); err != nil {
-			return fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
-		}
-		spans = append(spans, span{start, len(w.buf)})
-		w.records = append(w.records, rec)
 	}
-	// Values point into one buffer, filled first so that it no longer grows.
-	for i := range w.records {
-		w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
+	var err error
+	if w.records, w.buf, err = w.k.encode(b.events, w.records[:0], w.buf[:0]); err != nil {
+		return err
 	}
 	if len(w.records) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -180,3 +161,34 @@ func (w *worker) write(b batch) error {
 }
 
 func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark{At: t, LSN: lsn} }
+
+// encode routes and encodes events into records for the sink, appending
+// them to records and their values to buf; transaction boundaries,
+// heartbeats and (unless Schemas) schema events are left out.
+func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte) ([]sink.Record, []byte, error) {
+	type span struct{ start, end int }
+	spans := make([]span, 0, len(events))
+	for _, e := range events {
+		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !k.Schemas) ||
+			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
+			continue
+		}
+		rec, keep := k.Router.Apply(e)
+		if !keep {
+			continue
+		}
+		start := len(buf)
+		var err error
+		if buf, err = k.Encoder.Encode(buf, rec.Event); err != nil {
+			return records, buf, fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+		}
+		spans = append(spans, span{start, len(buf)})
+		records = append(records, rec)
+	}
+	// Values point into one buffer, filled first so that it no longer grows.
+	first := len(records) - len(spans)
+	for i, sp := range spans {
+		records[first+i].Value = buf[sp.start:sp.end:sp.end]
+	}
+	return records, buf, nil
+}

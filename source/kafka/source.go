@@ -1,0 +1,163 @@
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgfeed/pgfeed/event"
+)
+
+// Options configure a Source.
+type Options struct {
+	Brokers []string // host:port of the seed brokers; required
+	Topics  []string // required
+	Group   string   // consumer group; required
+	TLS     *tls.Config
+	// SASL authenticates when set (see sink/kafka for the mechanisms).
+	SASL []kgo.Opt
+}
+
+// Source reads events from Kafka topics in a consumer group. A Source is
+// used by one goroutine: Poll, then Commit once the batch is durable
+// everywhere, then Poll again.
+type Source struct {
+	opts Options
+	cl   *kgo.Client
+}
+
+// Batch is what one Poll returned: the events, in each partition's order,
+// and the records to commit once every sink holds them.
+type Batch struct {
+	Events []*event.Event
+	recs   []*kgo.Record
+}
+
+// Open joins the consumer group after checking that a broker answers and
+// that the topics exist. Records are read as a read_committed consumer, so
+// the aborted transactions of an exactly-once sink are never seen.
+func Open(ctx context.Context, opts Options) (*Source, error) {
+	if len(opts.Brokers) == 0 || len(opts.Topics) == 0 || opts.Group == "" {
+		return nil, errors.New("opening kafka source: brokers, topics and group are required")
+	}
+	brokers := strings.Join(opts.Brokers, ",")
+	base := []kgo.Opt{kgo.SeedBrokers(opts.Brokers...)}
+	if opts.TLS != nil {
+		base = append(base, kgo.DialTLSConfig(opts.TLS))
+	}
+	base = append(base, opts.SASL...)
+	adm, err := kgo.NewClient(base...)
+	if err != nil {
+		return nil, fmt.Errorf("opening kafka source: %w", err)
+	}
+	defer adm.Close()
+	if err := adm.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("connecting to kafka at %s: %w (is a broker running there?)", brokers, err)
+	}
+	details, err := kadm.NewClient(adm).ListTopics(ctx, opts.Topics...)
+	if err != nil {
+		return nil, fmt.Errorf("listing kafka topics at %s: %w", brokers, err)
+	}
+	for _, t := range opts.Topics {
+		if d, ok := details[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return nil, fmt.Errorf("opening kafka source: topic %q does not exist at %s", t, brokers)
+		} else if d.Err != nil {
+			return nil, fmt.Errorf("reading metadata of topic %q: %w", t, d.Err)
+		}
+	}
+	cl, err := kgo.NewClient(append(base,
+		kgo.ConsumerGroup(opts.Group),
+		kgo.ConsumeTopics(opts.Topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		// A batch handed out is not taken away by a rebalance before its
+		// offsets are committed (Commit allows rebalancing again).
+		kgo.BlockRebalanceOnPoll(),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("opening kafka source: %w", err)
+	}
+	return &Source{opts: opts, cl: cl}, nil
+}
+
+// Poll waits for records and returns up to max of them decoded. Schema
+// events are skipped (columns come with every row). A record that is not a
+// native JSON event fails the poll with an error naming it: skipping it
+// would drop a change without a word.
+func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
+	for {
+		fs := s.cl.PollRecords(ctx, max)
+		if err := ctx.Err(); err != nil {
+			return Batch{}, err
+		}
+		if fs.IsClientClosed() {
+			return Batch{}, errors.New("kafka source is closed")
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) {
+			if ferr == nil {
+				ferr = fmt.Errorf("fetching %s partition %d: %w", t, p, err)
+			}
+		})
+		if ferr != nil {
+			return Batch{}, ferr
+		}
+		var b Batch
+		var derr error
+		fs.EachRecord(func(r *kgo.Record) {
+			b.recs = append(b.recs, r)
+			if derr != nil || isSchema(r) {
+				return
+			}
+			e, err := Decode(r.Value)
+			if err != nil {
+				derr = fmt.Errorf("record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+				return
+			}
+			b.Events = append(b.Events, e)
+		})
+		if derr != nil {
+			return Batch{}, derr
+		}
+		if len(b.recs) > 0 {
+			return b, nil
+		}
+		s.cl.AllowRebalance()
+	}
+}
+
+func isSchema(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == "op" {
+			return string(h.Value) == "schema"
+		}
+	}
+	return false
+}
+
+// Commit commits the offsets of the batch: call it only once every sink
+// made the batch durable. It then lets the group rebalance.
+func (s *Source) Commit(ctx context.Context, b Batch) error {
+	defer s.cl.AllowRebalance()
+	if len(b.recs) == 0 {
+		return nil
+	}
+	if err := s.cl.CommitRecords(ctx, b.recs...); err != nil {
+		return fmt.Errorf("committing offsets of group %s: %w", s.opts.Group, err)
+	}
+	return nil
+}
+
+// Close leaves the group; offsets not committed are read again by the next
+// member.
+func (s *Source) Close() {
+	s.cl.AllowRebalance()
+	s.cl.Close()
+}
