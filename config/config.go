@@ -117,11 +117,13 @@ type PostgresSource struct {
 func (*PostgresSource) sourceType() string { return SourcePostgres }
 
 // KafkaSource reads events that another pgfeed wrote to Kafka in the native
-// JSON format.
+// JSON format, in a consumer group, as a read_committed consumer.
 type KafkaSource struct {
 	Brokers []string // host:port of the seed brokers; required
 	Topics  []string // required
 	Group   string   // consumer group; "pgfeed-NAME" by default
+	TLS     *TLS     // [sources.NAME.tls]; nil: plaintext
+	SASL    SASL     // [sources.NAME.sasl]
 }
 
 func (*KafkaSource) sourceType() string { return SourceKafka }

@@ -175,6 +175,26 @@ brokers = ["k1:9093"]
 [sinks.archive.tls]`), func(c *Config) bool {
 			return reflect.DeepEqual(c.Sink("archive").Settings, &KafkaSink{Brokers: []string{"k1:9093"}, TLS: &TLS{}})
 		}},
+		{"kafka source with tls and sasl", `
+[sources.upstream]
+type = "kafka"
+brokers = ["k1:9093"]
+topics = ["cdc.public.users"]
+group = "g"
+[sources.upstream.tls]
+ca_file = "ca.pem"
+[sources.upstream.sasl]
+mechanism = "PLAIN"
+user = "u"
+password = "p"
+[sinks.out]
+type = "stdout"
+sources = ["upstream"]`, func(c *Config) bool {
+			return reflect.DeepEqual(c.Sources[0].Settings, &KafkaSource{
+				Brokers: []string{"k1:9093"}, Topics: []string{"cdc.public.users"}, Group: "g",
+				TLS: &TLS{CAFile: "ca.pem"}, SASL: SASL{Mechanism: "PLAIN", User: "u", Password: "p"},
+			})
+		}},
 		{"default slot from a dashed name", `
 [sources.Main-DB]
 dsn = "x"

@@ -238,6 +238,7 @@ func (r *reader) kafkaSource(t *table) *KafkaSource {
 		}),
 		Group: t.strDefault("group", "pgfeed-"+t.name),
 	}
+	k.TLS, k.SASL = r.kafkaAuth(t)
 	return k
 }
 
@@ -301,29 +302,37 @@ func (r *reader) kafkaSink(t *table) *KafkaSink {
 		r.add(t.path("transactional_id"), "set, but transactional is not true")
 	}
 
+	k.TLS, k.SASL = r.kafkaAuth(t)
+	return k
+}
+
+// kafkaAuth reads the [tls] and [sasl] tables of a Kafka source or sink.
+func (r *reader) kafkaAuth(t *table) (*TLS, SASL) {
+	var tc *TLS
 	if t.has("tls") {
 		tt := t.sub("tls")
-		k.TLS = &TLS{
+		tc = &TLS{
 			CAFile: tt.str("ca_file"), CertFile: tt.str("cert_file"), KeyFile: tt.str("key_file"),
 			ServerName: tt.str("server_name"), InsecureSkipVerify: tt.boolean("insecure_skip_verify"),
 		}
-		if (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
+		if (tc.CertFile == "") != (tc.KeyFile == "") {
 			r.add(tt.path("cert_file"), "cert_file and key_file go together: set both, or neither")
 		}
 		tt.done()
 	}
-	st := t.sub("sasl")
-	k.SASL = SASL{Mechanism: strings.ToUpper(st.str("mechanism")), User: st.str("user"), Password: st.str("password")}
-	if st.m != nil {
+	var sasl SASL
+	if t.has("sasl") {
+		st := t.sub("sasl")
+		sasl = SASL{Mechanism: strings.ToUpper(st.str("mechanism")), User: st.str("user"), Password: st.str("password")}
 		switch {
-		case !slices.Contains(saslMechanisms, k.SASL.Mechanism):
-			r.add(st.path("mechanism"), "unknown mechanism %q (have: %s)", k.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
-		case k.SASL.User == "":
+		case !slices.Contains(saslMechanisms, sasl.Mechanism):
+			r.add(st.path("mechanism"), "unknown mechanism %q (have: %s)", sasl.Mechanism, strings.Join(saslMechanisms, ", "))
+		case sasl.User == "":
 			r.add(st.path("user"), "missing")
 		}
+		st.done()
 	}
-	st.done()
-	return k
+	return tc, sasl
 }
 
 func (r *reader) sink(t *table) *Sink {

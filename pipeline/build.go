@@ -33,7 +33,18 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 	databases := map[string]string{}
 	for _, s := range cfg.Sources {
 		if ks, ok := s.Settings.(*config.KafkaSource); ok {
-			p.Sources = append(p.Sources, Source{Name: s.Name, Kafka: &kafkasource.Options{Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group}})
+			opts := &kafkasource.Options{
+				Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group,
+				SASLMechanism: ks.SASL.Mechanism, SASLUser: ks.SASL.User, SASLPassword: ks.SASL.Password,
+			}
+			if ks.TLS != nil {
+				tc, err := tlsConfig(ks.TLS)
+				if err != nil {
+					return nil, fmt.Errorf("sources.%s.%w", s.Name, err)
+				}
+				opts.TLS = tc
+			}
+			p.Sources = append(p.Sources, Source{Name: s.Name, Kafka: opts})
 			continue
 		}
 		pgs, ok := s.Settings.(*config.PostgresSource)

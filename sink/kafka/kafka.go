@@ -15,11 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/kafkaclient"
 	"github.com/pgfeed/pgfeed/sink"
 )
 
@@ -29,9 +27,9 @@ const DefaultOffsetsTopic = "pgfeed.offsets"
 
 // SASL mechanisms.
 const (
-	SASLPlain       = "PLAIN"
-	SASLSCRAMSHA256 = "SCRAM-SHA-256"
-	SASLSCRAMSHA512 = "SCRAM-SHA-512"
+	SASLPlain       = kafkaclient.Plain
+	SASLSCRAMSHA256 = kafkaclient.SCRAMSHA256
+	SASLSCRAMSHA512 = kafkaclient.SCRAMSHA512
 )
 
 // Compression codecs.
@@ -222,11 +220,11 @@ func connectError(opts Options, err error) error {
 }
 
 func clientOpts(o Options) ([]kgo.Opt, error) {
-	if len(o.Brokers) == 0 {
-		return nil, errors.New("no brokers")
+	opts, err := kafkaclient.Opts(o.Brokers, o.TLS, o.SASL.Mechanism, o.SASL.User, o.SASL.Password)
+	if err != nil {
+		return nil, err
 	}
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(o.Brokers...),
+	opts = append(opts,
 		// Topics are checked before the first record goes to them; an
 		// unknown topic after that (deleted meanwhile) fails the batch
 		// instead of waiting forever.
@@ -234,17 +232,7 @@ func clientOpts(o Options) ([]kgo.Opt, error) {
 		// Write hands over whole batches and waits for them: lingering for
 		// more records would only add latency.
 		kgo.ProducerLinger(0),
-	}
-	if o.TLS != nil {
-		opts = append(opts, kgo.DialTLSConfig(o.TLS))
-	}
-	if o.SASL.Mechanism != "" {
-		m, err := mechanism(o.SASL)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, kgo.SASL(m))
-	}
+	)
 	switch o.Acks {
 	case "", AcksAll:
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -270,18 +258,6 @@ func clientOpts(o Options) ([]kgo.Opt, error) {
 		opts = append(opts, kgo.TransactionalID(o.TransactionalID), kgo.TransactionTimeout(o.TransactionTimeout))
 	}
 	return opts, nil
-}
-
-func mechanism(s SASL) (sasl.Mechanism, error) {
-	switch strings.ToUpper(s.Mechanism) {
-	case SASLPlain:
-		return plain.Auth{User: s.User, Pass: s.Password}.AsMechanism(), nil
-	case SASLSCRAMSHA256:
-		return scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism(), nil
-	case SASLSCRAMSHA512:
-		return scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism(), nil
-	}
-	return nil, fmt.Errorf("unknown SASL mechanism %q (have: %s, %s, %s)", s.Mechanism, SASLPlain, SASLSCRAMSHA256, SASLSCRAMSHA512)
 }
 
 func codec(name string) (kgo.CompressionCodec, error) {

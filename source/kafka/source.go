@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/kafkaclient"
 )
 
 // Options configure a Source.
@@ -20,8 +21,10 @@ type Options struct {
 	Topics  []string // required
 	Group   string   // consumer group; required
 	TLS     *tls.Config
-	// SASL authenticates when set (see sink/kafka for the mechanisms).
-	SASL []kgo.Opt
+	// SASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL.
+	SASLMechanism string
+	SASLUser      string
+	SASLPassword  string
 }
 
 // Source reads events from Kafka topics in a consumer group. A Source is
@@ -47,11 +50,10 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		return nil, errors.New("opening kafka source: brokers, topics and group are required")
 	}
 	brokers := strings.Join(opts.Brokers, ",")
-	base := []kgo.Opt{kgo.SeedBrokers(opts.Brokers...)}
-	if opts.TLS != nil {
-		base = append(base, kgo.DialTLSConfig(opts.TLS))
+	base, err := kafkaclient.Opts(opts.Brokers, opts.TLS, opts.SASLMechanism, opts.SASLUser, opts.SASLPassword)
+	if err != nil {
+		return nil, fmt.Errorf("opening kafka source: %w", err)
 	}
-	base = append(base, opts.SASL...)
 	adm, err := kgo.NewClient(base...)
 	if err != nil {
 		return nil, fmt.Errorf("opening kafka source: %w", err)
