@@ -124,6 +124,12 @@ type KafkaSource struct {
 	Group   string   // consumer group; "pgfeed-NAME" by default
 	TLS     *TLS     // [sources.NAME.tls]; nil: plaintext
 	SASL    SASL     // [sources.NAME.sasl]
+	// InstanceID makes this pgfeed a static member of the group: when it
+	// restarts it takes its partitions back at once. Unique per pgfeed.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member; 0:
+	// the client's default (45s).
+	SessionTimeout time.Duration
 }
 
 func (*KafkaSource) sourceType() string { return SourceKafka }

@@ -476,7 +476,7 @@ dsn = "x"
 [sinks.out]
 type = "stdout"
 sources = ["k"]`, `sources.k.topics[0]: invalid topic "bad topic" (Kafka allows 1 to 249 letters, digits, ".", "_" and "-")
-sources.k.dsn: unknown key (known here: brokers, group, topics, type)`},
+sources.k.dsn: unknown key (known here: brokers, group, instance_id, session_timeout, topics, type)`},
 		{"redis stream and channel", sink(`type = "redis"
 addr = "localhost:6379"
 stream = "s"

@@ -236,7 +236,9 @@ func (r *reader) kafkaSource(t *table) *KafkaSource {
 				r.add(field, "invalid topic %q (Kafka allows 1 to 249 letters, digits, \".\", \"_\" and \"-\")", s)
 			}
 		}),
-		Group: t.strDefault("group", "pgfeed-"+t.name),
+		Group:          t.strDefault("group", "pgfeed-"+t.name),
+		InstanceID:     t.str("instance_id"),
+		SessionTimeout: t.duration("session_timeout"),
 	}
 	k.TLS, k.SASL = r.kafkaAuth(t)
 	return k

@@ -36,6 +36,7 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 			opts := &kafkasource.Options{
 				Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group,
 				SASLMechanism: ks.SASL.Mechanism, SASLUser: ks.SASL.User, SASLPassword: ks.SASL.Password,
+				InstanceID: ks.InstanceID, SessionTimeout: ks.SessionTimeout,
 			}
 			if ks.TLS != nil {
 				tc, err := tlsConfig(ks.TLS)

@@ -17,7 +17,11 @@ import (
 // again by the group: at-least-once.
 func (p *Pipeline) runKafka(ctx context.Context, src *Source, sinks []*Sink) error {
 	log := p.Logger.With("source", src.Name)
-	ks, err := kafkasource.Open(ctx, *src.Kafka)
+	opts := *src.Kafka
+	if opts.Logger == nil {
+		opts.Logger = log
+	}
+	ks, err := kafkasource.Open(ctx, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
+	"github.com/pgfeed/pgfeed/sink/file"
 )
 
 // `pgfeed run` into Kafka (a kfake cluster in this process), killed with
@@ -424,4 +426,127 @@ func TestExampleKafka(t *testing.T) {
 	if want := []string{`insert {"id":2}`, `read {"id":1}`, `update {"id":1}`}; !reflect.DeepEqual(ops, want) {
 		t.Fatalf("events (op and key) %q; want %q", ops, want)
 	}
+}
+
+// A downstream `pgfeed run` reads with a Kafka source what an upstream
+// `pgfeed run` writes with an exactly-once Kafka sink, into files; the
+// downstream is killed with SIGKILL four times under concurrent writers.
+// The files hold exactly the table's state: offsets were committed only for
+// batches the files had. (One topic of one partition, so that the marker
+// comes after every change, and since a primary-key change moves a row
+// between keys, which partitions do not order.)
+func TestRunKafkaSourceUnderKill9(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "cdc.all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()
+	dsn := pgtest.CreateDB(t, pg, "kafkasource")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int NOT NULL, note text)", "CREATE TABLE marker(id int PRIMARY KEY)")
+	dir := t.TempDir()
+	upCfg := filepath.Join(dir, "up.toml")
+	downCfg := filepath.Join(dir, "down.toml")
+	out := filepath.Join(dir, "out")
+	write := func(path, body string) {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(upCfg, fmt.Sprintf(`checkpoint = %q
+[sources.main]
+dsn = "${TEST_DSN}"
+slot = "kafkasource"
+create = true
+tables = ["public.items", "public.marker"]
+[sinks.kafka]
+type = "kafka"
+sources = ["main"]
+brokers = [%q]
+topic = "cdc.all"
+transactional = true
+transactional_id = "pgfeed-up"
+`, filepath.Join(dir, "up", "pgfeed.db"), brokers[0]))
+	write(downCfg, fmt.Sprintf(`checkpoint = %q
+[log]
+level = "debug"
+[sources.upstream]
+type = "kafka"
+brokers = [%q]
+topics = ["cdc.all"]
+instance_id = "downstream-1"
+session_timeout = "6s"
+[sinks.files]
+type = "file"
+sources = ["upstream"]
+path = %q
+rotate_bytes = "256KiB"
+`, filepath.Join(dir, "down", "pgfeed.db"), brokers[0], out))
+	t.Setenv("TEST_DSN", dsn)
+	for _, cfg := range []string{upCfg, downCfg} {
+		if code, _, stderr := runCLI(t, "run", "--check", "--config", cfg); code != 0 {
+			t.Fatalf("--check %s: %s", cfg, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(t, "run", "--config", upCfg, "--endpos", "0/1"); code != 0 {
+		t.Fatalf("creating the slot: %s", stderr)
+	}
+	up := streamProcess(t, os.DevNull, "run", "--config", upCfg)
+
+	ctx, stopWriters := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			writeRandomly(ctx, t, dsn, rand.New(rand.NewPCG(seed, 13)))
+		}(uint64(w))
+	}
+	for i := 0; i < 4; i++ {
+		cmd := streamProcess(t, os.DevNull, "run", "--config", downCfg)
+		time.Sleep(time.Duration(500+rand.IntN(1200)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	stopWriters()
+	wg.Wait()
+	pgtest.Exec(t, db, "INSERT INTO marker VALUES (1)")
+
+	down := streamProcess(t, os.DevNull, "run", "--config", downCfg)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !markerIn(t, out) {
+		if time.Now().After(deadline) {
+			t.Fatal("the marker never reached the downstream files")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, cmd := range []*exec.Cmd{down, up} {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("pgfeed run after SIGTERM: %v (want exit 0)", err)
+		}
+	}
+	files, err := file.Files(out, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]map[string]any{}
+	events := 0
+	for _, f := range files {
+		events += applyOutput(t, f, got)
+	}
+	want := itemsInTable(t, db)
+	if len(want) == 0 || events < 200 {
+		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
+	}
+	if !reflect.DeepEqual(got, want) {
+		reportDiff(t, got, want)
+		t.Fatalf("state invariant broken downstream of Kafka after kill -9: %d rows in files, %d in the table", len(got), len(want))
+	}
+	t.Logf("%d events downstream in %d files, %d rows", events, len(files), len(want))
 }

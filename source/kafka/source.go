@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -25,6 +27,15 @@ type Options struct {
 	SASLMechanism string
 	SASLUser      string
 	SASLPassword  string
+	// InstanceID makes this member static (KIP-345): restarted with the
+	// same id, it takes its partitions back at once instead of waiting for
+	// the group to time the old member out. Unique per member.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member
+	// before giving its partitions to others; 0: 45s.
+	SessionTimeout time.Duration
+	// Logger receives transient errors (retried); nil: none.
+	Logger *slog.Logger
 }
 
 // Source reads events from Kafka topics in a consumer group. A Source is
@@ -73,8 +84,17 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 			return nil, fmt.Errorf("reading metadata of topic %q: %w", t, d.Err)
 		}
 	}
-	cl, err := kgo.NewClient(append(base,
-		kgo.ConsumerGroup(opts.Group),
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	group := []kgo.Opt{kgo.ConsumerGroup(opts.Group)}
+	if opts.InstanceID != "" {
+		group = append(group, kgo.InstanceID(opts.InstanceID))
+	}
+	if opts.SessionTimeout > 0 {
+		group = append(group, kgo.SessionTimeout(opts.SessionTimeout))
+	}
+	cl, err := kgo.NewClient(append(append(base, group...),
 		kgo.ConsumeTopics(opts.Topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -103,10 +123,17 @@ func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
 			return Batch{}, errors.New("kafka source is closed")
 		}
 		var ferr error
+		transient := false
 		fs.EachError(func(t string, p int32, err error) {
-			if ferr == nil {
-				ferr = fmt.Errorf("fetching %s partition %d: %w", t, p, err)
+			if ferr != nil {
+				return
 			}
+			if fatal(err) {
+				ferr = fmt.Errorf("fetching %s partition %d: %w", t, p, err)
+				return
+			}
+			transient = true
+			s.opts.Logger.Warn("kafka source: retrying", "topic", t, "partition", p, "err", err)
 		})
 		if ferr != nil {
 			return Batch{}, ferr
@@ -132,7 +159,27 @@ func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
 			return b, nil
 		}
 		s.cl.AllowRebalance()
+		if transient {
+			t := time.NewTimer(250 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 	}
+}
+
+// fatal reports whether a fetch or group error will not go away by
+// itself: authentication and authorization failures, and other errors the
+// brokers say not to retry. Network errors and retriable ones the client
+// retries.
+func fatal(err error) bool {
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	return !ke.Retriable
 }
 
 func isSchema(r *kgo.Record) bool {
