@@ -632,3 +632,25 @@ func firstOccurrences(vs [][]byte) [][]byte {
 	}
 	return out
 }
+
+// TestPositionAfterCompaction compacts the offsets topic (only the newest
+// position of each key stays) and reads the position back.
+func TestPositionAfterCompaction(t *testing.T) {
+	c := cluster(t, kfake.SeedTopics(1, sinktest.Topic))
+	addrs := c.ListenAddrs()
+	ctx := context.Background()
+	opts := kafka.Options{Brokers: addrs, Transactional: true, TransactionalID: "compact"}
+	s := open(t, opts)
+	for i := range 5 {
+		if err := s.WriteAt(ctx, sinktest.Records(i, 1), event.LSN(0x1_0000_0000+0x100*uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	c.Compact()
+	s = open(t, opts)
+	defer s.Close()
+	if pos, ok, err := s.Position(ctx); err != nil || !ok || pos.Commit != 0x1_0000_0400 {
+		t.Fatalf("Position after compaction = %+v, %v, %v; want commit 1/400", pos, ok, err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -12,6 +14,10 @@ import (
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/sink"
 )
+
+// idleRead is how long readPosition waits for records that should be
+// there at once before it takes the partition as read.
+const idleRead = 5 * time.Second
 
 // positionRecord is the value of a record of the offsets topic, in JSON so
 // that an operator can read it with any Kafka tool.
@@ -94,13 +100,24 @@ func readPosition(ctx context.Context, opts Options) (sink.Position, bool, error
 		key   = []byte(opts.PositionKey)
 	)
 	for len(want) > 0 {
-		fetches := rd.PollFetches(ctx)
+		// Everything below the last stable offset is readable at once; a
+		// fetch that waits finds nothing more there (compaction may have
+		// removed the records the end offsets counted).
+		pctx, cancel := context.WithTimeout(ctx, idleRead)
+		fetches := rd.PollFetches(pctx)
+		idle := pctx.Err() != nil && fetches.NumRecords() == 0
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return sink.Position{}, false, fmt.Errorf("reading positions from %s: %w", topic, err)
 		}
+		if idle {
+			break
+		}
 		var ferr error
 		fetches.EachError(func(t string, p int32, err error) {
-			ferr = fmt.Errorf("reading positions from %s partition %d: %w", t, p, err)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				ferr = fmt.Errorf("reading positions from %s partition %d: %w", t, p, err)
+			}
 		})
 		if ferr != nil {
 			return sink.Position{}, false, ferr
