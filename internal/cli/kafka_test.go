@@ -400,7 +400,7 @@ func TestExampleKafka(t *testing.T) {
 	cmd, stderr := startProcess(t, os.DevNull, "run", "--config", cfg)
 	waitUntil(t, "the slot", func() bool {
 		var n int
-		_ = db.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgfeed_app' AND active").Scan(&n)
+		_ = db.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgfeed_pg' AND active").Scan(&n)
 		return n == 1 || cmd.ProcessState != nil
 	})
 	pgtest.Exec(t, db, "UPDATE orders SET total = 10 WHERE id = 1", "INSERT INTO orders VALUES (2, 1)")
