@@ -39,6 +39,7 @@ import (
 // each transaction once: no duplicate identity (commit_lsn, seq) and no gap
 // in any transaction's seqs.
 func TestRunKafkaUnderKill9(t *testing.T) {
+	began := time.Now()
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ transactional_id = "pgfeed-test-exact"
 
 	ctx, stopWriters := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for w := 0; w < 3; w++ {
+	for w := 0; w < 2; w++ {
 		wg.Add(1)
 		go func(seed uint64) {
 			defer wg.Done()
@@ -137,6 +138,7 @@ transactional_id = "pgfeed-test-exact"
 
 	cmd := streamProcess(t, os.DevNull, "run", "--config", cfgPath)
 	deadline := time.Now().Add(2 * time.Minute)
+	t.Logf("writers stopped at %v", time.Since(began).Round(time.Millisecond))
 	for len(readTopic(t, brokers, "exact.marker", true)) == 0 || len(readTopic(t, brokers, "plain.marker", false)) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the marker never reached both kafka sinks")
@@ -150,6 +152,7 @@ transactional_id = "pgfeed-test-exact"
 		t.Fatalf("pgfeed run after SIGTERM: %v (want exit 0)", err)
 	}
 
+	t.Logf("final run stopped at %v", time.Since(began).Round(time.Millisecond))
 	want := itemsInTable(t, db)
 	if len(want) == 0 {
 		t.Fatal("the workload left no rows")
