@@ -45,6 +45,14 @@ func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (
 				}
 				opts.TLS = tc
 			}
+			// Checked now, so that a broker or topic missing stops pgfeed
+			// before anything starts; the group is joined by Run.
+			ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+			err := kafkasource.Check(ctx, *opts)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("sources.%s: %w", s.Name, err)
+			}
 			p.Sources = append(p.Sources, Source{Name: s.Name, Kafka: opts})
 			continue
 		}

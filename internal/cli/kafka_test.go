@@ -364,6 +364,16 @@ func TestRunKafkaErrors(t *testing.T) {
 		})
 	}
 
+	// A Kafka source of a topic that does not exist.
+	srcDir := t.TempDir()
+	srcCfg := filepath.Join(srcDir, "pgfeed.toml")
+	if err := os.WriteFile(srcCfg, []byte(fmt.Sprintf("checkpoint = %q\n[sources.up]\ntype = \"kafka\"\nbrokers = [%q]\ntopics = [\"nope\"]\n[sinks.out]\ntype = \"discard\"\nsources = [\"up\"]\n",
+		filepath.Join(srcDir, "pgfeed.db"), plainKC.ListenAddrs()[0])), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "run", "--config", srcCfg)
+	expectOneLineError(t, code, stderr, "sources.up", `topic "nope" does not exist`)
+
 	// Replay cannot rewind an exactly-once sink: its position is in Kafka.
 	db := pgtest.Connect(t, dsn)
 	var start string
@@ -377,7 +387,7 @@ func TestRunKafkaErrors(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := runCLI(t, "replay", "--config", path, "--from", start)
+	code, _, stderr = runCLI(t, "replay", "--config", path, "--from", start)
 	expectOneLineError(t, code, stderr, "sink k is exactly-once", "--sinks")
 }
 

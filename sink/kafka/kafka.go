@@ -165,13 +165,12 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 }
 
 func (s *Sink) open(ctx context.Context) error {
-	brokers := strings.Join(s.opts.Brokers, ",")
 	if err := s.cl.Ping(ctx); err != nil {
 		return connectError(s.opts, err)
 	}
 	// Ping only asks for API versions; metadata exercises authorization too.
 	if _, err := s.adm.BrokerMetadata(ctx); err != nil {
-		return fmt.Errorf("reading metadata from kafka at %s: %w", brokers, connectError(s.opts, err))
+		return connectError(s.opts, err)
 	}
 	topics := append([]string(nil), s.opts.Topics...)
 	if s.opts.FallbackTopic != "" {

@@ -57,32 +57,9 @@ type Batch struct {
 // that the topics exist. Records are read as a read_committed consumer, so
 // the aborted transactions of an exactly-once sink are never seen.
 func Open(ctx context.Context, opts Options) (*Source, error) {
-	if len(opts.Brokers) == 0 || len(opts.Topics) == 0 || opts.Group == "" {
-		return nil, errors.New("opening kafka source: brokers, topics and group are required")
-	}
-	brokers := strings.Join(opts.Brokers, ",")
-	base, err := kafkaclient.Opts(opts.Brokers, opts.TLS, opts.SASLMechanism, opts.SASLUser, opts.SASLPassword)
+	base, err := check(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening kafka source: %w", err)
-	}
-	adm, err := kgo.NewClient(base...)
-	if err != nil {
-		return nil, fmt.Errorf("opening kafka source: %w", err)
-	}
-	defer adm.Close()
-	if err := adm.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("connecting to kafka at %s: %w (is a broker running there?)", brokers, err)
-	}
-	details, err := kadm.NewClient(adm).ListTopics(ctx, opts.Topics...)
-	if err != nil {
-		return nil, fmt.Errorf("listing kafka topics at %s: %w", brokers, err)
-	}
-	for _, t := range opts.Topics {
-		if d, ok := details[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return nil, fmt.Errorf("opening kafka source: topic %q does not exist at %s", t, brokers)
-		} else if d.Err != nil {
-			return nil, fmt.Errorf("reading metadata of topic %q: %w", t, d.Err)
-		}
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -107,6 +84,45 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		return nil, fmt.Errorf("opening kafka source: %w", err)
 	}
 	return &Source{opts: opts, cl: cl}, nil
+}
+
+// Check connects to the brokers and checks that the topics exist, without
+// joining the group: for a pipeline that reports what is wrong before it
+// starts.
+func Check(ctx context.Context, opts Options) error {
+	_, err := check(ctx, opts)
+	return err
+}
+
+func check(ctx context.Context, opts Options) ([]kgo.Opt, error) {
+	if len(opts.Brokers) == 0 || len(opts.Topics) == 0 || opts.Group == "" {
+		return nil, errors.New("opening kafka source: brokers, topics and group are required")
+	}
+	brokers := strings.Join(opts.Brokers, ",")
+	base, err := kafkaclient.Opts(opts.Brokers, opts.TLS, opts.SASLMechanism, opts.SASLUser, opts.SASLPassword)
+	if err != nil {
+		return nil, fmt.Errorf("opening kafka source: %w", err)
+	}
+	adm, err := kgo.NewClient(base...)
+	if err != nil {
+		return nil, fmt.Errorf("opening kafka source: %w", err)
+	}
+	defer adm.Close()
+	if err := adm.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("connecting to kafka at %s: %w (is a broker running there? TLS or SASL needed?)", brokers, err)
+	}
+	details, err := kadm.NewClient(adm).ListTopics(ctx, opts.Topics...)
+	if err != nil {
+		return nil, fmt.Errorf("listing kafka topics at %s: %w", brokers, err)
+	}
+	for _, t := range opts.Topics {
+		if d, ok := details[t]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return nil, fmt.Errorf("opening kafka source: topic %q does not exist at %s", t, brokers)
+		} else if d.Err != nil {
+			return nil, fmt.Errorf("reading metadata of topic %q: %w", t, d.Err)
+		}
+	}
+	return base, nil
 }
 
 // Poll waits for records and returns up to max of them decoded. Schema
