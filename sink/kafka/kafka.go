@@ -280,16 +280,24 @@ func codec(name string) (kgo.CompressionCodec, error) {
 // before Write returns. On error nothing counts as written: outside
 // exactly-once mode a prefix of the batch may be in Kafka (and comes again
 // with the redelivery), in exactly-once mode the transaction is aborted and
-// read_committed consumers never see it.
+// read_committed consumers never see it. Write leaves the sink's position
+// alone: the events of a caller that does not keep stream positions (a
+// Kafka source's, whose partitions interleave) say nothing of them.
 func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
-	return s.WriteAt(ctx, batch, 0)
+	return s.write(ctx, batch, 0, false)
 }
 
-// WriteAt is Write that, in exactly-once mode, commits with the records the
-// position: every transaction up to commit is held whole (0: none completes
-// in this batch), and the batch's last change event gives the partial
-// position. Outside exactly-once mode it is Write.
+// WriteAt is Write for a caller that follows one source's stream in order
+// (the pipeline's worker): in exactly-once mode it commits with the records
+// the position, that every transaction up to commit is held whole (0: none
+// completes in this batch) and that the batch's last change event is
+// written; and it first drops the records that the position says Kafka
+// holds. Outside exactly-once mode it is Write.
 func (s *Sink) WriteAt(ctx context.Context, batch []sink.Record, commit event.LSN) error {
+	return s.write(ctx, batch, commit, true)
+}
+
+func (s *Sink) write(ctx context.Context, batch []sink.Record, commit event.LSN, positioned bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -301,18 +309,20 @@ func (s *Sink) WriteAt(ctx context.Context, batch []sink.Record, commit event.LS
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("producing to kafka: %w", err)
 	}
-	if s.opts.Transactional {
+	positioned = positioned && s.opts.Transactional
+	pos := s.pos
+	if positioned {
 		if s.stale {
-			pos, ok, err := readPosition(ctx, s.opts)
+			p, ok, err := readPosition(ctx, s.opts)
 			if err != nil {
 				return err
 			}
-			s.pos, s.hasPos, s.stale = pos, ok, false
+			s.pos, s.hasPos, s.stale = p, ok, false
 		}
 		batch = s.unwritten(batch)
+		pos = s.next(batch, commit)
 	}
-	pos := s.next(batch, commit)
-	if len(batch) == 0 && (!s.opts.Transactional || pos == s.pos) {
+	if len(batch) == 0 && (!positioned || pos == s.pos) {
 		return nil
 	}
 	if err := s.build(batch); err != nil {
@@ -324,7 +334,7 @@ func (s *Sink) WriteAt(ctx context.Context, batch []sink.Record, commit event.LS
 	if !s.opts.Transactional {
 		return s.produce(ctx, batch)
 	}
-	return s.transact(ctx, batch, pos)
+	return s.transact(ctx, batch, pos, positioned)
 }
 
 // unwritten drops the records that the committed position says Kafka
@@ -517,12 +527,15 @@ func recordSize(r *kgo.Record) int {
 	return n
 }
 
-// transact writes the records and the position in one transaction.
-func (s *Sink) transact(ctx context.Context, batch []sink.Record, pos sink.Position) error {
+// transact writes the records, and with positioned the position, in one
+// transaction.
+func (s *Sink) transact(ctx context.Context, batch []sink.Record, pos sink.Position, positioned bool) error {
 	if err := s.cl.BeginTransaction(); err != nil {
 		return s.txnError("beginning transaction", err)
 	}
-	s.ptrs = append(s.ptrs, &kgo.Record{Topic: s.opts.OffsetsTopic, Key: []byte(s.opts.PositionKey), Value: encodePosition(pos)})
+	if positioned {
+		s.ptrs = append(s.ptrs, &kgo.Record{Topic: s.opts.OffsetsTopic, Key: []byte(s.opts.PositionKey), Value: encodePosition(pos)})
+	}
 	results := s.cl.ProduceSync(ctx, s.ptrs...)
 	var failed error
 	if r, err := firstErr(results); err != nil {
@@ -539,7 +552,9 @@ func (s *Sink) transact(ctx context.Context, batch []sink.Record, pos sink.Posit
 	if failed == nil {
 		err := s.cl.EndTransaction(endCtx, kgo.TryCommit)
 		if err == nil {
-			s.pos, s.hasPos = pos, true
+			if positioned {
+				s.pos, s.hasPos = pos, true
+			}
 			return nil
 		}
 		failed = s.txnError("committing transaction", err)
@@ -549,7 +564,9 @@ func (s *Sink) transact(ctx context.Context, batch []sink.Record, pos sink.Posit
 	} else if err := s.cl.EndTransaction(endCtx, kgo.TryAbort); err != nil {
 		failed = errors.Join(failed, s.txnError("aborting transaction", err))
 	}
-	s.stale = true
+	if positioned {
+		s.stale = true
+	}
 	if fenced(failed) && s.err == nil {
 		s.err = s.fencedError(failed)
 	}

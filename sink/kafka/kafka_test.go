@@ -654,3 +654,29 @@ func TestPositionAfterCompaction(t *testing.T) {
 		t.Fatalf("Position after compaction = %+v, %v, %v; want commit 1/400", pos, ok, err)
 	}
 }
+
+// TestWriteKeepsPositionAlone: Write (for callers without one ordered
+// stream, such as a Kafka source reading partitions) neither drops records
+// that the position covers nor moves it.
+func TestWriteKeepsPositionAlone(t *testing.T) {
+	c := cluster(t, kfake.SeedTopics(1, sinktest.Topic))
+	addrs := c.ListenAddrs()
+	ctx := context.Background()
+	s := open(t, kafka.Options{Brokers: addrs, Transactional: true, TransactionalID: "plain-write"})
+	defer s.Close()
+	first := sinktest.Records(0, 3)
+	if err := s.WriteAt(ctx, first, first[2].Event.CommitLSN); err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := s.Position(ctx)
+	again := sinktest.Records(0, 3) // identities the position covers
+	if err := s.Write(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if after, _, _ := s.Position(ctx); after != before {
+		t.Fatalf("Write moved the position from %+v to %+v", before, after)
+	}
+	if got := consume(t, addrs, sinktest.Topic, true); len(got) != 6 {
+		t.Fatalf("read_committed consumer sees %d records; want 6 (Write drops nothing)", len(got))
+	}
+}
