@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pgfeed/pgfeed/checkpoint"
@@ -16,7 +17,20 @@ type worker struct {
 	k     *Sink
 	stats *SinkStats
 	queue chan batch
-	cur   batch
+	// mu guards the batch being built, which the sink's goroutine takes
+	// itself when it is done with a write (see next), and the hand-over
+	// accounting. The source's goroutine builds it.
+	mu  sync.Mutex
+	cur batch
+	// busy is set while the sink's goroutine writes (or has a batch
+	// coming): a partial batch then keeps growing instead of being handed
+	// over, so a slow sink gets big batches and an idle one gets each
+	// event at once.
+	busy bool
+	// handed and taken count batches sent to and received from queue: the
+	// sink's goroutine takes cur only when none is on its way, or it would
+	// write newer events before older ones.
+	handed, taken uint64
 	// skipUpTo is the newest complete transaction already queued (or made
 	// durable before a restart): after a reconnect the stream delivers such
 	// transactions again, and the sink has them.
@@ -72,24 +86,71 @@ func (w *worker) add(e *event.Event) {
 		w.skipUpTo = e.CommitLSN
 	}
 	n := eventBytes(e)
-	w.cur.events = append(w.cur.events, e)
-	w.cur.bytes += n
 	if q := w.stats.QueuedBytes.Add(n); q > w.stats.MaxQueuedBytes.Load() {
 		w.stats.MaxQueuedBytes.Store(q)
 	}
-	if len(w.cur.events) >= w.k.MaxBatch || w.cur.bytes >= int64(w.k.MaxBatchBytes) {
+	w.mu.Lock()
+	w.cur.events = append(w.cur.events, e)
+	w.cur.bytes += n
+	full := len(w.cur.events) >= w.k.MaxBatch || w.cur.bytes >= int64(w.k.MaxBatchBytes)
+	w.mu.Unlock()
+	if full {
 		w.flush(true)
 	}
 }
 
-// flush hands the current batch to the sink's goroutine; when the queue is
-// full it waits, which is the backpressure that reaches Postgres.
+// flush hands the current batch to the sink's goroutine when it is full
+// (force) or the sink is idle; a busy sink takes the batch itself when it
+// is done. Sending on a full queue waits, which is the backpressure that
+// reaches Postgres.
 func (w *worker) flush(force bool) {
-	if len(w.cur.events) == 0 || (!force && len(w.queue) > 0) {
+	w.mu.Lock()
+	if len(w.cur.events) == 0 || (!force && w.busy) {
+		w.mu.Unlock()
 		return
 	}
-	w.queue <- w.cur
-	w.cur = batch{events: make([]*event.Event, 0, min(2*len(w.cur.events), w.k.MaxBatch))}
+	b := w.take()
+	w.handed++
+	w.busy = true
+	w.mu.Unlock()
+	w.queue <- b
+}
+
+// take returns the batch being built and starts a new one. Callers hold mu.
+func (w *worker) take() batch {
+	b := w.cur
+	w.cur = batch{events: make([]*event.Event, 0, min(2*len(b.events), w.k.MaxBatch))}
+	return b
+}
+
+// next returns the next batch to write: a batch on its way through the
+// queue first (it is older), else the partial batch being built, else it
+// waits on the queue. It returns false once the queue is closed and
+// nothing is left.
+func (w *worker) next() (batch, bool) {
+	w.mu.Lock()
+	if w.handed == w.taken && len(w.cur.events) > 0 {
+		b := w.take()
+		w.mu.Unlock()
+		return b, true
+	}
+	if w.handed == w.taken {
+		w.busy = false
+	}
+	w.mu.Unlock()
+	b, ok := <-w.queue
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !ok {
+		// Closed: what the source built last, if it did not hand it over.
+		if len(w.cur.events) > 0 {
+			return w.take(), true
+		}
+		return batch{}, false
+	}
+	w.taken++
+	w.busy = true
+	return b, true
 }
 
 // run writes batches until the queue is closed. After a failed Write it
@@ -98,7 +159,11 @@ func (w *worker) flush(force bool) {
 // did not write is not acked and comes again on the next run.
 func (w *worker) run(ctx context.Context) {
 	log := w.r.p.Logger.With("source", w.r.src.Name, "sink", w.k.Name)
-	for b := range w.queue {
+	for {
+		b, ok := w.next()
+		if !ok {
+			return
+		}
 		backoff := w.r.p.MinBackoff
 		for {
 			err := w.write(b)
