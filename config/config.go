@@ -117,11 +117,19 @@ type PostgresSource struct {
 func (*PostgresSource) sourceType() string { return SourcePostgres }
 
 // KafkaSource reads events that another pgfeed wrote to Kafka in the native
-// JSON format.
+// JSON format, in a consumer group, as a read_committed consumer.
 type KafkaSource struct {
 	Brokers []string // host:port of the seed brokers; required
 	Topics  []string // required
 	Group   string   // consumer group; "pgfeed-NAME" by default
+	TLS     *TLS     // [sources.NAME.tls]; nil: plaintext
+	SASL    SASL     // [sources.NAME.sasl]
+	// InstanceID makes this pgfeed a static member of the group: when it
+	// restarts it takes its partitions back at once. Unique per pgfeed.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member; 0:
+	// the client's default (45s).
+	SessionTimeout time.Duration
 }
 
 func (*KafkaSource) sourceType() string { return SourceKafka }
@@ -221,9 +229,42 @@ type FileSink struct {
 type DiscardSink struct{}
 
 // KafkaSink produces events to Kafka, one record per event, with the
-// route's destination as topic and the event's key as record key.
+// route's destination as topic and the event's key as record key. Zero
+// values mean the sink's defaults (sink/kafka.Options).
 type KafkaSink struct {
 	Brokers []string // host:port of the seed brokers; required
+	TLS     *TLS     // [sinks.NAME.tls]; nil: plaintext
+	SASL    SASL     // [sinks.NAME.sasl]
+	// Compression is none, gzip, snappy, lz4 or zstd; empty: snappy.
+	Compression string
+	// Acks is "all" (also when empty) or "leader", which turns off the
+	// idempotent producer and cannot be used with Transactional.
+	Acks string
+	// FallbackTopic receives events that the route gives no topic.
+	FallbackTopic string
+	// CreateTopics creates missing topics with Partitions and Replication
+	// (0: the broker's defaults); without it a missing topic is an error.
+	CreateTopics bool
+	Partitions   int32
+	Replication  int16
+	// MaxMessageBytes is the largest record the producer sends; 0: about
+	// 1 MB, the broker's default max.message.bytes.
+	MaxMessageBytes int64
+	// Transactional is exactly-once mode: each batch and the sink's
+	// position are one Kafka transaction. TransactionalID is then
+	// required, and unique among every producer of the cluster.
+	Transactional   bool
+	TransactionalID string
+	// OffsetsTopic keeps the positions of transactional sinks; empty:
+	// "pgfeed.offsets".
+	OffsetsTopic string
+}
+
+// SASL is a client's SASL authentication.
+type SASL struct {
+	Mechanism string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: none
+	User      string
+	Password  string
 }
 
 // NATSSink publishes events to NATS, with the route's destination as

@@ -86,7 +86,11 @@ func TestExample(t *testing.T) {
 	if got := archive.RouteOptions(); !reflect.DeepEqual(got, wantRoute) {
 		t.Errorf("archive route:\n got %+v\nwant %+v", got, wantRoute)
 	}
-	if k := c.Sink("events"); k.Route.Default != "cdc.{schema}.{table}" || !reflect.DeepEqual(k.Settings, &KafkaSink{Brokers: []string{"127.0.0.1:9092"}}) {
+	if k := c.Sink("events"); k.Route.Default != "cdc.{schema}.{table}" || !reflect.DeepEqual(k.Settings, &KafkaSink{
+		Brokers: []string{"127.0.0.1:9092"}, FallbackTopic: "cdc.other", Compression: "zstd", Acks: "all",
+		CreateTopics: true, Partitions: 6, Replication: 1, MaxMessageBytes: 1_000_000,
+		Transactional: true, TransactionalID: "pgfeed-events", OffsetsTopic: "pgfeed.offsets",
+	}) {
 		t.Errorf("events: %+v %+v", k.Route, k.Settings)
 	}
 	wantNATS := &NATSSink{
@@ -153,6 +157,45 @@ topics = ["cdc.public.users"]
 type = "stdout"
 sources = ["upstream"]`, func(c *Config) bool {
 			return reflect.DeepEqual(c.Sources[0].Settings, &KafkaSource{Brokers: []string{"k1:9092", "k2:9092"}, Topics: []string{"cdc.public.users"}, Group: "pgfeed-upstream"})
+		}},
+		{"kafka sink with tls and sasl", sink(`type = "kafka"
+brokers = ["k1:9093"]
+[sinks.archive.tls]
+server_name = "kafka"
+[sinks.archive.sasl]
+mechanism = "scram-sha-256"
+user = "u"
+password = "p"`), func(c *Config) bool {
+			return reflect.DeepEqual(c.Sink("archive").Settings, &KafkaSink{
+				Brokers: []string{"k1:9093"},
+				TLS:     &TLS{ServerName: "kafka"},
+				SASL:    SASL{Mechanism: "SCRAM-SHA-256", User: "u", Password: "p"},
+			})
+		}},
+		{"kafka sink, empty tls table", sink(`type = "kafka"
+brokers = ["k1:9093"]
+[sinks.archive.tls]`), func(c *Config) bool {
+			return reflect.DeepEqual(c.Sink("archive").Settings, &KafkaSink{Brokers: []string{"k1:9093"}, TLS: &TLS{}})
+		}},
+		{"kafka source with tls and sasl", `
+[sources.upstream]
+type = "kafka"
+brokers = ["k1:9093"]
+topics = ["cdc.public.users"]
+group = "g"
+[sources.upstream.tls]
+insecure_skip_verify = true
+[sources.upstream.sasl]
+mechanism = "PLAIN"
+user = "u"
+password = "p"
+[sinks.out]
+type = "stdout"
+sources = ["upstream"]`, func(c *Config) bool {
+			return reflect.DeepEqual(c.Sources[0].Settings, &KafkaSource{
+				Brokers: []string{"k1:9093"}, Topics: []string{"cdc.public.users"}, Group: "g",
+				TLS: &TLS{InsecureSkipVerify: true}, SASL: SASL{Mechanism: "PLAIN", User: "u", Password: "p"},
+			})
 		}},
 		{"default slot from a dashed name", `
 [sources.Main-DB]
@@ -383,6 +426,48 @@ default = "{table}"`), `sinks.archive.topic: conflicts with sinks.archive.route.
 brokers = ["localhost", ":9092", "h:port"]`), `sinks.archive.brokers[0]: invalid address "localhost" (want host:port)
 sinks.archive.brokers[1]: invalid address ":9092": missing host
 sinks.archive.brokers[2]: invalid address "h:port": port "port" is not a number from 0 to 65535`},
+		{"kafka settings", sink(`type = "kafka"
+brokers = ["localhost:9092"]
+compression = "brotli"
+acks = "none"
+fallback_topic = "bad topic"
+partitions = -1
+max_message_bytes = "2GiB"
+[sinks.archive.sasl]
+mechanism = "GSSAPI"`), `sinks.archive.compression: unknown compression "brotli" (have: none, gzip, snappy, lz4, zstd)
+sinks.archive.acks: unknown acks "none" (have: all, leader)
+sinks.archive.fallback_topic: invalid topic "bad topic" (Kafka allows 1 to 249 letters, digits, ".", "_" and "-")
+sinks.archive.partitions: must be from 1 to 2147483647 (or left out for the broker's default)
+sinks.archive.create_topics: partitions and replication apply to topics pgfeed creates: set create_topics = true, or leave them out
+sinks.archive.max_message_bytes: must be from 1 to 1GiB
+sinks.archive.sasl.mechanism: unknown mechanism "GSSAPI" (have: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)`},
+		{"kafka transactional", sink(`type = "kafka"
+brokers = ["localhost:9092"]
+transactional = true
+acks = "leader"
+[sinks.archive.tls]
+cert = "c.pem"
+[sinks.archive.sasl]
+mechanism = "PLAIN"`), `sinks.archive.acks: "leader" cannot be used with transactional = true, which needs acks = "all"
+sinks.archive.transactional_id: missing: transactional = true needs an id unique to this sink in the Kafka cluster, e.g. "pgfeed-archive"
+sinks.archive.tls.key: missing: a client certificate needs its key
+sinks.archive.sasl.user: missing`},
+		{"kafka transactional ids", sink(`type = "kafka"
+brokers = ["localhost:9092"]
+transactional = true
+transactional_id = "x"`) + `
+[sinks.k2]
+type = "kafka"
+sources = ["main"]
+brokers = ["localhost:9092"]
+transactional_id = "x"
+[sinks.k3]
+type = "kafka"
+sources = ["main"]
+brokers = ["localhost:9092"]
+transactional = true
+transactional_id = "x"`, `sinks.k2.transactional_id: set, but transactional is not true
+sinks.k3.transactional_id: "x" is also the id of sinks.archive: two producers of one id fence each other`},
 		{"kafka without brokers", sink(`type = "kafka"
 brokers = []`), `sinks.archive.brokers: empty`},
 		{"kafka source topic", `
@@ -394,7 +479,7 @@ dsn = "x"
 [sinks.out]
 type = "stdout"
 sources = ["k"]`, `sources.k.topics[0]: invalid topic "bad topic" (Kafka allows 1 to 249 letters, digits, ".", "_" and "-")
-sources.k.dsn: unknown key (known here: brokers, group, topics, type)`},
+sources.k.dsn: unknown key (known here: brokers, group, instance_id, session_timeout, tls, topics, type)`},
 		{"redis stream and channel", sink(`type = "redis"
 addr = "localhost:6379"
 stream = "s"

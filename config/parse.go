@@ -253,9 +253,94 @@ func (r *reader) kafkaSource(t *table) *KafkaSource {
 				r.add(field, "invalid topic %q (Kafka allows 1 to 249 letters, digits, \".\", \"_\" and \"-\")", s)
 			}
 		}),
-		Group: t.strDefault("group", "pgfeed-"+t.name),
+		Group:          t.strDefault("group", "pgfeed-"+t.name),
+		InstanceID:     t.str("instance_id"),
+		SessionTimeout: t.duration("session_timeout"),
 	}
+	k.TLS, k.SASL = r.kafkaAuth(t)
 	return k
+}
+
+var (
+	kafkaCompressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+	saslMechanisms    = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+)
+
+func (r *reader) kafkaSink(t *table) *KafkaSink {
+	k := &KafkaSink{
+		Brokers:         t.mustEach("brokers", r.checkBroker),
+		Compression:     t.str("compression"),
+		Acks:            t.str("acks"),
+		FallbackTopic:   t.str("fallback_topic"),
+		CreateTopics:    t.boolean("create_topics"),
+		MaxMessageBytes: t.size("max_message_bytes"),
+		Transactional:   t.boolean("transactional"),
+		TransactionalID: t.str("transactional_id"),
+		OffsetsTopic:    t.str("offsets_topic"),
+	}
+	if c := k.Compression; t.has("compression") && !slices.Contains(kafkaCompressions, c) {
+		r.add(t.path("compression"), "unknown compression %q (have: %s)", c, strings.Join(kafkaCompressions, ", "))
+	}
+	switch k.Acks {
+	case "", "all":
+	case "leader":
+		if k.Transactional {
+			r.add(t.path("acks"), `"leader" cannot be used with transactional = true, which needs acks = "all"`)
+		}
+	default:
+		r.add(t.path("acks"), "unknown acks %q (have: all, leader)", k.Acks)
+	}
+	for _, f := range []struct {
+		key   string
+		value string
+	}{{"fallback_topic", k.FallbackTopic}, {"offsets_topic", k.OffsetsTopic}} {
+		if t.has(f.key) && !validKafkaTopic(f.value) {
+			r.add(t.path(f.key), "invalid topic %q (Kafka allows 1 to 249 letters, digits, \".\", \"_\" and \"-\")", f.value)
+		}
+	}
+	if n := t.integer("partitions"); n < 0 || n > 1<<31-1 {
+		r.add(t.path("partitions"), "must be from 1 to 2147483647 (or left out for the broker's default)")
+	} else {
+		k.Partitions = int32(n)
+	}
+	if n := t.integer("replication"); n < 0 || n > 1<<15-1 {
+		r.add(t.path("replication"), "must be from 1 to 32767 (or left out for the broker's default)")
+	} else {
+		k.Replication = int16(n)
+	}
+	if (t.has("partitions") || t.has("replication")) && !k.CreateTopics {
+		r.add(t.path("create_topics"), "partitions and replication apply to topics pgfeed creates: set create_topics = true, or leave them out")
+	}
+	if k.MaxMessageBytes < 0 || k.MaxMessageBytes > 1<<30 {
+		r.add(t.path("max_message_bytes"), "must be from 1 to 1GiB")
+	}
+	if k.Transactional && k.TransactionalID == "" {
+		r.add(t.path("transactional_id"), "missing: transactional = true needs an id unique to this sink in the Kafka cluster, e.g. \"pgfeed-%s\"", t.name)
+	}
+	if !k.Transactional && t.has("transactional_id") {
+		r.add(t.path("transactional_id"), "set, but transactional is not true")
+	}
+
+	k.TLS, k.SASL = r.kafkaAuth(t)
+	return k
+}
+
+// kafkaAuth reads the [tls] and [sasl] tables of a Kafka source or sink.
+func (r *reader) kafkaAuth(t *table) (*TLS, SASL) {
+	tc := r.tls(t)
+	var sasl SASL
+	if t.has("sasl") {
+		st := t.sub("sasl")
+		sasl = SASL{Mechanism: strings.ToUpper(st.str("mechanism")), User: st.str("user"), Password: st.str("password")}
+		switch {
+		case !slices.Contains(saslMechanisms, sasl.Mechanism):
+			r.add(st.path("mechanism"), "unknown mechanism %q (have: %s)", sasl.Mechanism, strings.Join(saslMechanisms, ", "))
+		case sasl.User == "":
+			r.add(st.path("user"), "missing")
+		}
+		st.done()
+	}
+	return tc, sasl
 }
 
 func (r *reader) sink(t *table) *Sink {
@@ -328,7 +413,7 @@ func (r *reader) sink(t *table) *Sink {
 			RotateEvery: t.duration("rotate_every"),
 		}
 	case SinkKafka:
-		s.Settings = &KafkaSink{Brokers: t.mustEach("brokers", r.checkBroker)}
+		s.Settings = r.kafkaSink(t)
 		r.destination(t, rt, s, "topic")
 	case SinkNATS:
 		s.Settings = r.natsSink(t, rt, s)
@@ -511,6 +596,7 @@ func (r *reader) crossCheck(c *Config) {
 	}
 	files := make(map[string]string)
 	endpoints := make(map[string]string)
+	txnIDs := make(map[string]string)
 	for _, s := range c.Sinks {
 		switch st := s.Settings.(type) {
 		case *FileSink:
@@ -522,6 +608,15 @@ func (r *reader) crossCheck(c *Config) {
 				r.add(toml.Key{"sinks", s.Name, "path"}.String(), "%q is also written by %s", st.Path, toml.Key{"sinks", other})
 			} else {
 				files[p] = s.Name
+			}
+		case *KafkaSink:
+			if !st.Transactional || st.TransactionalID == "" {
+				continue
+			}
+			if other, dup := txnIDs[st.TransactionalID]; dup {
+				r.add(toml.Key{"sinks", s.Name, "transactional_id"}.String(), "%q is also the id of %s: two producers of one id fence each other", st.TransactionalID, toml.Key{"sinks", other})
+			} else {
+				txnIDs[st.TransactionalID] = s.Name
 			}
 		case *WebSocketSink:
 			listen := st.Listen

@@ -1,9 +1,14 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgfeed/pgfeed/checkpoint"
@@ -13,9 +18,11 @@ import (
 	"github.com/pgfeed/pgfeed/sink"
 	"github.com/pgfeed/pgfeed/sink/discard"
 	"github.com/pgfeed/pgfeed/sink/file"
+	"github.com/pgfeed/pgfeed/sink/kafka"
 	"github.com/pgfeed/pgfeed/sink/stdout"
 	"github.com/pgfeed/pgfeed/sink/webhook"
 	"github.com/pgfeed/pgfeed/source"
+	kafkasource "github.com/pgfeed/pgfeed/source/kafka"
 )
 
 // FromConfig builds a pipeline from a validated configuration. It opens the
@@ -48,6 +55,14 @@ func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open b
 	p := &Pipeline{Store: store, Logger: log}
 	databases := map[string]string{}
 	for _, s := range cfg.Sources {
+		if ks, ok := s.Settings.(*config.KafkaSource); ok {
+			src, err := buildKafkaSource(s.Name, ks, open)
+			if err != nil {
+				return nil, err
+			}
+			p.Sources = append(p.Sources, src)
+			continue
+		}
 		pgs, ok := s.Settings.(*config.PostgresSource)
 		if !ok {
 			return nil, fmt.Errorf("sources.%s: type %s is not available in this version of pgfeed", s.Name, s.Type)
@@ -138,6 +153,15 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
 		}
 		s = f
+	case *config.KafkaSink:
+		if !open {
+			break // its settings are the config's to check; connecting is run's
+		}
+		ks, err := openKafka(k, st)
+		if err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
+		s = ks
 	case *config.NATSSink:
 		if !open {
 			break // its settings are the config's to check; connecting is run's
@@ -186,4 +210,68 @@ func (p *Pipeline) CloseSinks() {
 	for _, k := range p.Sinks {
 		_ = k.Sink.Close()
 	}
+}
+
+// ConnectTimeout bounds how long FromConfig waits for a sink's server.
+const ConnectTimeout = 30 * time.Second
+
+// buildKafkaSource builds a Kafka source; with open, it checks at once
+// that the brokers answer and the topics exist, so that pgfeed stops
+// before anything starts (the group is joined by Run).
+func buildKafkaSource(name string, ks *config.KafkaSource, open bool) (Source, error) {
+	opts := &kafkasource.Options{
+		Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group,
+		SASLMechanism: ks.SASL.Mechanism, SASLUser: ks.SASL.User, SASLPassword: ks.SASL.Password,
+		InstanceID: ks.InstanceID, SessionTimeout: ks.SessionTimeout,
+	}
+	if ks.TLS != nil {
+		tc, err := ks.TLS.ClientConfig()
+		if err != nil {
+			return Source{}, fmt.Errorf("sources.%s.tls: %w", name, err)
+		}
+		opts.TLS = tc
+	}
+	if open {
+		ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+		err := kafkasource.Check(ctx, *opts)
+		cancel()
+		if err != nil {
+			return Source{}, fmt.Errorf("sources.%s: %w", name, err)
+		}
+	}
+	return Source{Name: name, Kafka: opts}, nil
+}
+
+func openKafka(k *config.Sink, st *config.KafkaSink) (*kafka.Sink, error) {
+	opts := kafka.Options{
+		Brokers:         st.Brokers,
+		SASL:            kafka.SASL{Mechanism: st.SASL.Mechanism, User: st.SASL.User, Password: st.SASL.Password},
+		Compression:     st.Compression,
+		Acks:            st.Acks,
+		FallbackTopic:   st.FallbackTopic,
+		CreateTopics:    st.CreateTopics,
+		Partitions:      st.Partitions,
+		Replication:     st.Replication,
+		MaxMessageBytes: int32(st.MaxMessageBytes),
+		Transactional:   st.Transactional,
+		TransactionalID: st.TransactionalID,
+		OffsetsTopic:    st.OffsetsTopic,
+	}
+	// Topics that routing names without placeholders are known now:
+	// checked at start, so that a missing one fails before streaming.
+	for _, tmpl := range append([]string{k.Route.Default, k.Route.Other}, slices.Collect(maps.Values(k.Route.Tables))...) {
+		if tmpl != "" && !strings.Contains(tmpl, "{") {
+			opts.Topics = append(opts.Topics, tmpl)
+		}
+	}
+	if st.TLS != nil {
+		tc, err := st.TLS.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		opts.TLS = tc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+	defer cancel()
+	return kafka.Open(ctx, opts)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/pgfeed/pgfeed/route"
 	"github.com/pgfeed/pgfeed/sink"
 	"github.com/pgfeed/pgfeed/source"
+	kafkasource "github.com/pgfeed/pgfeed/source/kafka"
 )
 
 // Source is one PostgreSQL database read through one replication slot.
@@ -28,6 +29,10 @@ type Source struct {
 	// Heartbeat writes a non-transactional logical message this often, so
 	// that the slot advances even when no published table changes.
 	Heartbeat time.Duration
+	// Kafka, when set, makes this a Kafka source: it reads the topics a
+	// pgfeed Kafka sink wrote, in a consumer group, and Stream, Retain,
+	// Snapshot and Heartbeat do not apply.
+	Kafka *kafkasource.Options
 }
 
 // Sink is one destination: which sources feed it, how events are routed
@@ -116,6 +121,7 @@ func (p *Pipeline) Status() Status {
 				stats := r.stream.Stats()
 				ss.Streaming, ss.Confirmed, ss.ServerWALEnd = true, stats.Confirmed, stats.ServerWALEnd
 			}
+			ss.Streaming = ss.Streaming || r.consuming
 			ss.Events = r.events
 			ss.Reconnects = r.reconnects
 			if r.lastErr != nil {

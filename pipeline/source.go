@@ -31,16 +31,22 @@ type sourceRun struct {
 	// skipped) on the current stream: acks never go past it, so an ack is
 	// always of a position the stream delivered.
 	seenCommit event.LSN
+	// consuming is set while a Kafka source is in its consumer group,
+	// under mu.
+	consuming bool
 	// Counters for Status, under mu.
 	events, reconnects uint64
 	lastErr            error
 }
 
 func (p *Pipeline) runSource(ctx context.Context, src *Source, sinks []*Sink) error {
+	if src.Kafka != nil {
+		return p.runKafka(ctx, src, sinks)
+	}
 	r := &sourceRun{p: p, src: src}
 	p.sources.Store(src.Name, r)
 	for _, k := range sinks {
-		w, err := newWorker(r, k)
+		w, err := newWorker(ctx, r, k)
 		if err != nil {
 			return err
 		}
@@ -232,9 +238,9 @@ func (r *sourceRun) fanOut(ctx context.Context, s *source.Stream) error {
 			r.seenCommit = e.CommitLSN
 		}
 		r.mu.Unlock()
-		// Hand over partial batches when the stream has nothing more at
-		// hand: low latency when idle, big batches under load.
-		r.flushAll(s.Buffered() == 0)
+		// Hand the partial batch to a sink that is idle: low latency when
+		// idle; a busy sink takes it once done, so batches grow with load.
+		r.flushAll(false)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pgfeed/pgfeed/checkpoint"
@@ -18,25 +19,58 @@ type worker struct {
 	k     *Sink
 	stats *SinkStats
 	queue chan batch
-	cur   batch
+	// mu guards the batch being built, which the sink's goroutine takes
+	// itself when it is done with a write (see next), and the hand-over
+	// accounting. The source's goroutine builds it.
+	mu  sync.Mutex
+	cur batch
+	// busy is set while the sink's goroutine writes (or has a batch
+	// coming): a partial batch then keeps growing instead of being handed
+	// over, so a slow sink gets big batches and an idle one gets each
+	// event at once.
+	busy bool
+	// handed and taken count batches sent to and received from queue: the
+	// sink's goroutine takes cur only when none is on its way, or it would
+	// write newer events before older ones.
+	handed, taken uint64
 	// skipUpTo is the newest complete transaction already queued (or made
 	// durable before a restart): after a reconnect the stream delivers such
 	// transactions again, and the sink has them.
 	skipUpTo event.LSN
-	err      error       // the failure that stopped the worker, if any
-	dl       *deadLetter // where poison records go; nil: the worker is stuck on them
+	// partial is the start of a transaction (events up to its seq) that a
+	// positioned sink holds from before a restart; the rest still comes.
+	partial sink.Position
+	err     error       // the failure that stopped the worker, if any
+	dl      *deadLetter // where poison records go; nil: the worker is stuck on them
 
 	records []sink.Record
 	buf     []byte
 }
 
-func newWorker(r *sourceRun, k *Sink) (*worker, error) {
+func newWorker(ctx context.Context, r *sourceRun, k *Sink) (*worker, error) {
 	pos, _, err := r.p.Store.Position(r.src.Name, k.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint of sink %s: %w", k.Name, err)
 	}
 	w := &worker{r: r, k: k, stats: r.p.sinkStats(k.Name), queue: make(chan batch, k.QueueBatches), skipUpTo: pos, dl: r.p.deadLetters[k.DeadLetter]}
-	w.stats.Durable.Store(uint64(pos))
+	// A sink that commits its position with its data knows better than the
+	// checkpoint, which is written after the sink's commit and so lags it
+	// after a crash. The checkpoint can only be ahead when batches had no
+	// record for this sink (nothing to commit there), so the newer wins.
+	if ps, ok := k.Sink.(sink.Positioned); ok {
+		sp, ok, err := ps.Position(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the position of sink %s: %w", k.Name, err)
+		}
+		if ok && sp.Commit > pos {
+			r.p.Logger.Info("resuming from the position the sink committed", "source", r.src.Name, "sink", k.Name, "position", sp.Commit, "checkpoint", pos)
+			w.skipUpTo = sp.Commit
+		}
+		if ok && sp.LastCommit > w.skipUpTo {
+			w.partial = sp
+		}
+	}
+	w.stats.Durable.Store(uint64(w.skipUpTo))
 	return w, nil
 }
 
@@ -46,28 +80,80 @@ func (w *worker) add(e *event.Event) {
 		w.stats.SkippedReplayed.Add(1)
 		return
 	}
+	if w.partial.LastCommit != 0 && e.CommitLSN == w.partial.LastCommit && e.Op != event.OpRead &&
+		e.Seq >= 1 && e.Seq <= w.partial.LastSeq {
+		w.stats.SkippedReplayed.Add(1)
+		return
+	}
 	if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
 		w.skipUpTo = e.CommitLSN
 	}
 	n := eventBytes(e)
-	w.cur.events = append(w.cur.events, e)
-	w.cur.bytes += n
 	if q := w.stats.QueuedBytes.Add(n); q > w.stats.MaxQueuedBytes.Load() {
 		w.stats.MaxQueuedBytes.Store(q)
 	}
-	if len(w.cur.events) >= w.k.MaxBatch || w.cur.bytes >= int64(w.k.MaxBatchBytes) {
+	w.mu.Lock()
+	w.cur.events = append(w.cur.events, e)
+	w.cur.bytes += n
+	full := len(w.cur.events) >= w.k.MaxBatch || w.cur.bytes >= int64(w.k.MaxBatchBytes)
+	w.mu.Unlock()
+	if full {
 		w.flush(true)
 	}
 }
 
-// flush hands the current batch to the sink's goroutine; when the queue is
-// full it waits, which is the backpressure that reaches Postgres.
+// flush hands the current batch to the sink's goroutine when it is full
+// (force) or the sink is idle; a busy sink takes the batch itself when it
+// is done. Sending on a full queue waits, which is the backpressure that
+// reaches Postgres.
 func (w *worker) flush(force bool) {
-	if len(w.cur.events) == 0 || (!force && len(w.queue) > 0) {
+	w.mu.Lock()
+	if len(w.cur.events) == 0 || (!force && w.busy) {
+		w.mu.Unlock()
 		return
 	}
-	w.queue <- w.cur
-	w.cur = batch{events: make([]*event.Event, 0, min(2*len(w.cur.events), w.k.MaxBatch))}
+	b := w.take()
+	w.handed++
+	w.busy = true
+	w.mu.Unlock()
+	w.queue <- b
+}
+
+// take returns the batch being built and starts a new one. Callers hold mu.
+func (w *worker) take() batch {
+	b := w.cur
+	w.cur = batch{events: make([]*event.Event, 0, min(2*len(b.events), w.k.MaxBatch))}
+	return b
+}
+
+// next returns the next batch to write: a batch on its way through the
+// queue first (it is older), else the partial batch being built, else it
+// waits on the queue. It returns false once the queue is closed and
+// nothing is left.
+func (w *worker) next() (batch, bool) {
+	w.mu.Lock()
+	if w.handed == w.taken && len(w.cur.events) > 0 {
+		b := w.take()
+		w.mu.Unlock()
+		return b, true
+	}
+	if w.handed == w.taken {
+		w.busy = false
+	}
+	w.mu.Unlock()
+	b, ok := <-w.queue
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !ok {
+		// Closed: what the source built last, if it did not hand it over.
+		if len(w.cur.events) > 0 {
+			return w.take(), true
+		}
+		return batch{}, false
+	}
+	w.taken++
+	w.busy = true
+	return b, true
 }
 
 // run writes batches until the queue is closed. After a failed Write it
@@ -76,7 +162,11 @@ func (w *worker) flush(force bool) {
 // did not write is not acked and comes again on the next run.
 func (w *worker) run(ctx context.Context) {
 	log := w.r.p.Logger.With("source", w.r.src.Name, "sink", w.k.Name)
-	for b := range w.queue {
+	for {
+		b, ok := w.next()
+		if !ok {
+			return
+		}
 		backoff := w.r.p.MinBackoff
 		for {
 			err := w.write(ctx, b)
@@ -109,45 +199,36 @@ func (w *worker) run(ctx context.Context) {
 // and records the sink rejected are written again, alone, until the sink
 // takes them or ctx ends: the rest of the batch is not sent again each time.
 func (w *worker) write(ctx context.Context, b batch) error {
-	w.records = w.records[:0]
-	w.buf = w.buf[:0]
 	var durable event.LSN
-	type span struct{ start, end int }
-	spans := make([]span, 0, len(b.events))
 	var poison []poisoned
 	for _, e := range b.events {
 		if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
 			durable = e.CommitLSN
 		}
-		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !w.k.Schemas) ||
-			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
-			continue
-		}
-		rec, keep := w.k.Router.Apply(e)
-		if !keep {
-			continue
-		}
-		start := len(w.buf)
-		var err error
-		if w.buf, err = w.k.Encoder.Encode(w.buf, rec.Event); err != nil {
-			err = fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
-			if w.dl == nil {
-				return &errStuck{err}
-			}
-			poison = append(poison, poisoned{rec: rec, err: err, order: 2 * len(w.records)})
-			continue
-		}
-		spans = append(spans, span{start, len(w.buf)})
-		rec.Source = w.r.src.Name
-		w.records = append(w.records, rec)
 	}
-	// Values point into one buffer, filled first so that it no longer grows.
+	var err error
+	w.records, w.buf, err = w.k.encode(b.events, w.records[:0], w.buf[:0], func(rec sink.Record, n int, err error) error {
+		if w.dl == nil {
+			return &errStuck{err}
+		}
+		poison = append(poison, poisoned{rec: rec, err: err, order: 2 * n})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	for i := range w.records {
-		w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
+		w.records[i].Source = w.r.src.Name
 	}
 	if len(w.records) > 0 {
 		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		err := w.k.Sink.Write(wctx, w.records)
+		if ps, ok := w.k.Sink.(sink.Positioned); ok {
+			// The newest complete transaction, also when this batch ends
+			// none: a batch of only a commit event wrote nothing there.
+			err = ps.WriteAt(wctx, w.records, max(durable, event.LSN(w.stats.Durable.Load())))
+		} else {
+			err = w.k.Sink.Write(wctx, w.records)
+		}
 		cancel()
 		refused := 0
 		if err != nil {
@@ -218,3 +299,45 @@ func (w *worker) retryRejected(ctx context.Context, rej []poisoned) error {
 }
 
 func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark{At: t, LSN: lsn} }
+
+// encode routes and encodes events into records for the sink, appending
+// them to records and their values to buf; transaction boundaries,
+// heartbeats and (unless Schemas) schema events are left out. An event
+// that cannot be encoded goes to poison (with the number of records
+// before it), which leaves it out and goes on, or stops with its error;
+// nil poison stops at the first.
+func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, poison func(rec sink.Record, n int, err error) error) ([]sink.Record, []byte, error) {
+	type span struct{ start, end int }
+	spans := make([]span, 0, len(events))
+	for _, e := range events {
+		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !k.Schemas) ||
+			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
+			continue
+		}
+		rec, keep := k.Router.Apply(e)
+		if !keep {
+			continue
+		}
+		start := len(buf)
+		var err error
+		if buf, err = k.Encoder.Encode(buf, rec.Event); err != nil {
+			buf = buf[:start]
+			err = fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			if poison == nil {
+				return records, buf, err
+			}
+			if err := poison(rec, len(records), err); err != nil {
+				return records, buf, err
+			}
+			continue
+		}
+		spans = append(spans, span{start, len(buf)})
+		records = append(records, rec)
+	}
+	// Values point into one buffer, filled first so that it no longer grows.
+	first := len(records) - len(spans)
+	for i, sp := range spans {
+		records[first+i].Value = buf[sp.start:sp.end:sp.end]
+	}
+	return records, buf, nil
+}

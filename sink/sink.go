@@ -88,3 +88,34 @@ func (e *RejectedError) Unwrap() []error {
 	}
 	return errs
 }
+
+// Position is how far a sink holds its source's stream, as recorded at the
+// destination itself, atomically with the records.
+type Position struct {
+	// Commit is the commit LSN of the newest transaction the destination
+	// holds whole: every event up to it was written.
+	Commit event.LSN
+	// LastCommit and LastSeq identify (commit_lsn, seq) the newest event
+	// written when it belongs to a transaction after Commit that one batch
+	// could not hold whole: its events up to LastSeq were written, the rest
+	// were not. LastCommit is zero when there is no such transaction.
+	LastCommit event.LSN
+	LastSeq    int
+}
+
+// Positioned is a sink that commits, with each batch, the position up to
+// which it holds the stream (Kafka in exactly-once mode: records and
+// position in one transaction). That position is authoritative: a crash
+// between the destination's commit and the local checkpoint leaves the
+// checkpoint behind it, and the pipeline resumes from the destination's.
+type Positioned interface {
+	Sink
+	// WriteAt is Write that also records that every transaction up to
+	// commit is now held whole (0: no transaction of the batch completes
+	// in it). The records' own events give the partial position.
+	WriteAt(ctx context.Context, batch []Record, commit event.LSN) error
+	// Position returns the position of the newest successful WriteAt, read
+	// from the destination when the sink opened; false when the
+	// destination holds none (a new sink, or one not in that mode).
+	Position(ctx context.Context) (Position, bool, error)
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +18,17 @@ import (
 	"github.com/pgfeed/pgfeed/internal/pgcluster"
 	"github.com/pgfeed/pgfeed/source"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
+
+// tomlStrings writes a TOML array of strings.
+func tomlStrings(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
 
 type benchFlags struct {
 	conn       connFlags
@@ -26,6 +37,7 @@ type benchFlags struct {
 	rounds     int
 	cpuprofile string
 	sinks      []string // extra sinks to run to, each against a local server
+	kafka      []string // brokers for the kafka sinks; empty: a kfake cluster in this process
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -47,7 +59,8 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 	c.Flags().IntVar(&f.rows, "rows", 300_000, "rows inserted (plus 10% updated and 5% deleted)")
 	c.Flags().IntVar(&f.txnSize, "txn-size", 1000, "changes per transaction")
 	c.Flags().StringVar(&f.cpuprofile, "cpuprofile", "", "write CPU profiles of the pgfeed runs to FILE.<round>")
-	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks, each against a local server: webhook")
+	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks, each against a local server: webhook, kafka (idempotent, and exactly-once)")
+	c.Flags().StringSliceVar(&f.kafka, "kafka-brokers", nil, "brokers for --sink kafka (default: an in-process kfake cluster)")
 	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
 	return c
 }
@@ -57,8 +70,20 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		return fmt.Errorf("--rows, --txn-size and --rounds must be positive")
 	}
 	for _, k := range f.sinks {
-		if k != "webhook" {
-			return fmt.Errorf("--sink %s: not available to bench (have: webhook)", k)
+		if k != "webhook" && k != "kafka" {
+			return fmt.Errorf("--sink %s: not available to bench (have: webhook, kafka)", k)
+		}
+	}
+	if i := slices.Index(f.sinks, "kafka"); i >= 0 {
+		// Kafka is measured twice: idempotent, and exactly-once.
+		f.sinks = slices.Insert(f.sinks, i+1, "kafka-txn")
+		if len(f.kafka) == 0 {
+			kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+			if err != nil {
+				return fmt.Errorf("starting an in-process kafka: %w", err)
+			}
+			defer kc.Close()
+			f.kafka = kc.ListenAddrs()
 		}
 	}
 	binDir, err := pgcluster.FindBinDir()
@@ -109,6 +134,10 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		}
 		defer stop()
 		extraSettings["webhook"] = fmt.Sprintf("url = %q\nmax_in_flight = 2\n", url)
+	}
+	if slices.Contains(f.sinks, "kafka") {
+		extraSettings["kafka"] = fmt.Sprintf("brokers = %s\ntopic = \"pgfeed-bench.kafka.{round}\"\ncreate_topics = true\npartitions = 6\n", tomlStrings(f.kafka))
+		extraSettings["kafka-txn"] = fmt.Sprintf("brokers = %s\ntopic = \"pgfeed-bench.kafka-txn.{round}\"\ncreate_topics = true\npartitions = 6\ntransactional = true\ntransactional_id = \"pgfeed-bench-%d-{round}\"\n", tomlStrings(f.kafka), os.Getpid())
 	}
 	work, err := os.MkdirTemp("", "pgfeed-bench-")
 	if err != nil {
@@ -174,11 +203,13 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 			extra = fmt.Sprintf("path = %q\nrotate_bytes = \"256MiB\"\n", filepath.Join(work, fmt.Sprintf("files-%d", r)))
 		}
 		if i := slices.Index(f.sinks, sinkType); i >= 0 {
-			slot, extra = extraSlot(i, r), extraSettings[sinkType]
+			// Each round writes to its own topic (and transactional id).
+			slot, extra = extraSlot(i, r), strings.ReplaceAll(extraSettings[sinkType], "{round}", strconv.Itoa(r))
 		}
+		kind := strings.TrimSuffix(sinkType, "-txn")
 		path := filepath.Join(work, fmt.Sprintf("%s-%d.toml", sinkType, r))
 		cfg := fmt.Sprintf("checkpoint = %q\n[log]\nlevel = \"warn\"\n[sources.main]\ndsn = %q\nslot = %q\npublication = %q\n[sinks.out]\ntype = %q\nsources = [\"main\"]\n%s",
-			filepath.Join(work, fmt.Sprintf("%s-%d.db", sinkType, r)), dsn, slot, pub, sinkType, extra)
+			filepath.Join(work, fmt.Sprintf("%s-%d.db", sinkType, r)), dsn, slot, pub, kind, extra)
 		return path, os.WriteFile(path, []byte(cfg), 0o600)
 	}
 	for r := 0; r < f.rounds; r++ {

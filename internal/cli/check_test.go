@@ -24,12 +24,8 @@ func TestRunCheckRefusesWhatRunRefuses(t *testing.T) {
 	cases := []struct {
 		name, config, fragment string
 	}{
-		{"kafka sink", sourceMain("") + "[sinks.k]\ntype = \"kafka\"\nsources = [\"main\"]\nbrokers = [\"localhost:9092\"]\ntopic = \"t\"\n",
-			"sinks.k: type kafka is not available in this version of pgfeed"},
 		{"websocket sink", "[http]\nlisten = \"127.0.0.1:0\"\n" + sourceMain("") + "[sinks.w]\ntype = \"websocket\"\nsources = [\"main\"]\n",
 			"sinks.w: type websocket is not available in this version of pgfeed"},
-		{"kafka source", "[sources.main]\ntype = \"kafka\"\nbrokers = [\"localhost:9092\"]\ntopics = [\"t\"]\n" + stdoutSink,
-			"sources.main: type kafka is not available in this version of pgfeed"},
 		{"upper-case publication", sourceMain("publication = \"MyPub\"") + stdoutSink,
 			`invalid publication name "MyPub"`},
 		{"DSN that does not parse", "[sources.main]\ndsn = \"host=127.0.0.1 port=notanumber\"\nslot = \"check_only\"\n" + stdoutSink,

@@ -291,9 +291,16 @@ func rewind(ctx context.Context, cfg *config.Config, store *checkpoint.Store, rp
 			sinks = append(sinks, k.Name)
 		}
 	}
+	// Every sink is checked before any is rewound.
 	for _, name := range sinks {
-		if cfg.Sink(name) == nil {
+		k := cfg.Sink(name)
+		if k == nil {
 			return fmt.Errorf("--sinks: unknown sink %q", name)
+		}
+		if ks, ok := k.Settings.(*config.KafkaSink); ok && ks.Transactional {
+			// Its position is in Kafka and wins over the checkpoint: it
+			// would skip everything it holds, which is the point of it.
+			return &source.UserError{Msg: fmt.Sprintf("replay: sink %s is exactly-once (transactional): Kafka holds its position and it never writes a change twice; leave it out with --sinks, and let its consumers seek back instead", name)}
 		}
 		// Moving a checkpoint forward would skip what lies in between.
 		durable, _, err := store.Position(src.Name, name)
