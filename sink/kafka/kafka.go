@@ -309,6 +309,10 @@ func (s *Sink) write(ctx context.Context, batch []sink.Record, commit event.LSN,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("producing to kafka: %w", err)
 	}
+	// Records over the size limit would make the broker refuse their
+	// whole batch, again on every retry: they are set aside for the
+	// pipeline's dead letter, and the others written.
+	batch, tooBig := s.oversized(batch)
 	positioned = positioned && s.opts.Transactional
 	pos := s.pos
 	if positioned {
@@ -323,7 +327,7 @@ func (s *Sink) write(ctx context.Context, batch []sink.Record, commit event.LSN,
 		pos = s.next(batch, commit)
 	}
 	if len(batch) == 0 && (!positioned || pos == s.pos) {
-		return nil
+		return tooBig
 	}
 	if err := s.build(batch); err != nil {
 		return err
@@ -331,10 +335,55 @@ func (s *Sink) write(ctx context.Context, batch []sink.Record, commit event.LSN,
 	if err := s.ensureTopics(ctx, s.batchTopics()); err != nil {
 		return err
 	}
+	var err error
 	if !s.opts.Transactional {
-		return s.produce(ctx, batch)
+		err = s.produce(ctx, batch)
+	} else {
+		err = s.transact(ctx, batch, pos, positioned)
 	}
-	return s.transact(ctx, batch, pos, positioned)
+	if err != nil {
+		return err
+	}
+	return tooBig
+}
+
+// defaultMaxMessageBytes is franz-go's default largest batch, which is
+// the broker's default message.max.bytes.
+const defaultMaxMessageBytes = 1_000_012
+
+// oversized returns the records of batch that fit the size limit, and a
+// *sink.RejectedError (nil when every record fits) for the others, which
+// the broker would refuse whatever the retry.
+func (s *Sink) oversized(batch []sink.Record) ([]sink.Record, error) {
+	limit := int(s.opts.MaxMessageBytes)
+	if limit <= 0 {
+		limit = defaultMaxMessageBytes
+	}
+	// Key, value and headers, plus what the record format adds around them.
+	const overhead = 128
+	size := func(r *sink.Record) int { return len(r.Key) + len(r.Value) + overhead }
+	var rej *sink.RejectedError
+	for i := range batch {
+		if n := size(&batch[i]); n > limit {
+			if rej == nil {
+				rej = &sink.RejectedError{}
+			}
+			rej.Rejected = append(rej.Rejected, sink.Rejected{Index: i, Err: fmt.Errorf("record of about %d bytes is over max_message_bytes (%d): raise it with the topic's max.message.bytes, or drop large columns", n, limit)})
+		}
+	}
+	if rej == nil {
+		return batch, nil
+	}
+	fit := make([]sink.Record, 0, len(batch)-len(rej.Rejected))
+	next := 0
+	for i := range batch {
+		if next < len(rej.Rejected) && rej.Rejected[next].Index == i {
+			next++
+			continue
+		}
+		fit = append(fit, batch[i])
+	}
+	return fit, rej
 }
 
 // unwritten drops the records that the committed position says Kafka

@@ -288,6 +288,27 @@ func TestRecordTooLarge(t *testing.T) {
 	}
 }
 
+// A record over the sink's max_message_bytes is rejected, for the
+// pipeline's dead letter, and the batch's other records are written.
+func TestOversizedRecordRejected(t *testing.T) {
+	for _, txn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("transactional=%v", txn), func(t *testing.T) {
+			c := cluster(t, kfake.SeedTopics(1, sinktest.Topic))
+			s := open(t, kafka.Options{Brokers: c.ListenAddrs(), Transactional: txn, TransactionalID: "oversized", Compression: "none", MaxMessageBytes: 50_000})
+			defer s.Close()
+			batch := sinktest.Records(90, 10) // record 96 is over 64 KiB
+			err := s.Write(context.Background(), batch)
+			var rej *sink.RejectedError
+			if !errors.As(err, &rej) || len(rej.Rejected) != 1 || rej.Rejected[0].Index != 6 || !strings.Contains(rej.Rejected[0].Err.Error(), "max_message_bytes") {
+				t.Fatalf("want record 6 rejected for its size, got %v", err)
+			}
+			if got := values(consume(t, c.ListenAddrs(), sinktest.Topic, txn)); len(got) != 9 {
+				t.Fatalf("the destination holds %d records; want the 9 that fit", len(got))
+			}
+		})
+	}
+}
+
 func TestUnreachable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
