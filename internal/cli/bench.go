@@ -59,7 +59,7 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 	c.Flags().IntVar(&f.rows, "rows", 300_000, "rows inserted (plus 10% updated and 5% deleted)")
 	c.Flags().IntVar(&f.txnSize, "txn-size", 1000, "changes per transaction")
 	c.Flags().StringVar(&f.cpuprofile, "cpuprofile", "", "write CPU profiles of the pgfeed runs to FILE.<round>")
-	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks, each against a local server: webhook, kafka (idempotent, and exactly-once)")
+	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks, each against a local server it starts: webhook, kafka (idempotent, and exactly-once), nats, redis")
 	c.Flags().StringSliceVar(&f.kafka, "kafka-brokers", nil, "brokers for --sink kafka (default: an in-process kfake cluster)")
 	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
 	return c
@@ -70,8 +70,8 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		return fmt.Errorf("--rows, --txn-size and --rounds must be positive")
 	}
 	for _, k := range f.sinks {
-		if k != "webhook" && k != "kafka" {
-			return fmt.Errorf("--sink %s: not available to bench (have: webhook, kafka)", k)
+		if !slices.Contains([]string{"webhook", "kafka", "nats", "redis"}, k) {
+			return fmt.Errorf("--sink %s: not available to bench (have: webhook, kafka, nats, redis)", k)
 		}
 	}
 	if i := slices.Index(f.sinks, "kafka"); i >= 0 {
@@ -134,6 +134,21 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		}
 		defer stop()
 		extraSettings["webhook"] = fmt.Sprintf("url = %q\nmax_in_flight = 2\n", url)
+	}
+	for _, k := range []string{"nats", "redis"} {
+		if !slices.Contains(f.sinks, k) {
+			continue
+		}
+		addr, stop, err := benchServer(ctx, k)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		if k == "nats" {
+			extraSettings[k] = fmt.Sprintf("url = \"nats://%s\"\nsubject = \"pgfeedbench.{round}.{table}\"\nstream = \"PGFEED_BENCH_{round}\"\ncreate_stream = true\n", addr)
+		} else {
+			extraSettings[k] = fmt.Sprintf("addr = %q\nstream = \"pgfeed-bench:{round}:{table}\"\n", addr)
+		}
 	}
 	if slices.Contains(f.sinks, "kafka") {
 		extraSettings["kafka"] = fmt.Sprintf("brokers = %s\ntopic = \"pgfeed-bench.kafka.{round}\"\ncreate_topics = true\npartitions = 6\n", tomlStrings(f.kafka))
@@ -281,6 +296,48 @@ func benchWebhook() (url string, stop func(), err error) {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String() + "/bench", func() { _ = srv.Close() }, nil
+}
+
+// benchServer starts nats-server (with JetStream) or redis-server on a
+// free local port, with its data in a temporary folder, and returns its
+// address and how to stop it.
+func benchServer(ctx context.Context, kind string) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("finding a port for %s: %w", kind, err)
+	}
+	addr = ln.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	ln.Close()
+	dir, err := os.MkdirTemp("", "pgfeed-bench-"+kind+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	var cmd *exec.Cmd
+	if kind == "nats" {
+		cmd = exec.CommandContext(ctx, "nats-server", "-a", "127.0.0.1", "-p", port, "-js", "-sd", dir)
+	} else {
+		cmd = exec.CommandContext(ctx, "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", dir)
+	}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("starting %s (bash scripts/setup.sh installs it): %w", cmd.Path, err)
+	}
+	stop = func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("%s did not start listening on %s", kind, addr)
+		}
+	}
 }
 
 // benchWorkload writes the workload and returns the number of row changes.
