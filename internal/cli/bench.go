@@ -38,6 +38,10 @@ type benchFlags struct {
 	cpuprofile string
 	sinks      []string // extra sinks to run to, each against a local server
 	kafka      []string // brokers for the kafka sinks; empty: a kfake cluster in this process
+	// latency measures commit → consumer latency instead of throughput.
+	latency     bool
+	latencyRate int
+	latencyFor  time.Duration
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -61,6 +65,9 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 	c.Flags().StringVar(&f.cpuprofile, "cpuprofile", "", "write CPU profiles of the pgfeed runs to FILE.<round>")
 	c.Flags().StringSliceVar(&f.sinks, "sink", nil, "also measure pgfeed run to these sinks, each against a local server it starts: webhook, kafka (idempotent, and exactly-once), nats, redis")
 	c.Flags().StringSliceVar(&f.kafka, "kafka-brokers", nil, "brokers for --sink kafka (default: an in-process kfake cluster)")
+	c.Flags().BoolVar(&f.latency, "latency", false, "measure commit-to-consumer latency of one-row transactions instead of throughput, against pg_recvlogical")
+	c.Flags().IntVar(&f.latencyRate, "latency-rate", 5000, "one-row transactions per second for --latency")
+	c.Flags().DurationVar(&f.latencyFor, "latency-for", 10*time.Second, "how long --latency writes")
 	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
 	return c
 }
@@ -110,6 +117,12 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		return err
 	}
 	defer db.Close(context.Background())
+	if f.latency {
+		if f.latencyRate <= 0 || f.latencyFor <= 0 {
+			return fmt.Errorf("--latency-rate and --latency-for must be positive")
+		}
+		return runLatency(ctx, e, f, dsn, db, self, recvlogical)
+	}
 
 	const pub = "pgfeed_bench"
 	// Per round: pg_recvlogical, pgfeed stream, pgfeed run to discard, pgfeed run to files.

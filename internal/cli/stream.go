@@ -56,7 +56,7 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	fl.BoolVar(&f.withSchema, "schema", false, "also print schema events when a table first appears or changes")
 	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json, debezium or cloudevents")
 	fl.IntVar(&f.protocol, "protocol", 0, "pgoutput protocol version 1 or 2 (default: 2 on PostgreSQL 14+)")
-	fl.DurationVar(&f.flushPeriod, "flush-interval", time.Second, "longest time output stays buffered (and unacked) under load")
+	fl.DurationVar(&f.flushPeriod, "flush-interval", 10*time.Millisecond, "longest time output stays buffered (and unacked) under load; with nothing more at hand it is flushed at once")
 	return c
 }
 
