@@ -154,7 +154,9 @@ func (l *latencies) summary() (p50, p99, worst time.Duration) {
 	}
 	s := slices.Clone(l.d)
 	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(int(q*float64(len(s))), len(s)-1)].Round(10 * time.Microsecond) }
+	at := func(q float64) time.Duration {
+		return s[min(int(q*float64(len(s))), len(s)-1)].Round(10 * time.Microsecond)
+	}
 	return at(0.5), at(0.99), s[len(s)-1].Round(10 * time.Microsecond)
 }
 
