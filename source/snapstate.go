@@ -80,6 +80,16 @@ func markSnapshot(ctx context.Context, conn *pgx.Conn, slot string, at event.LSN
 	return nil
 }
 
+// ForgetSnapshot removes the snapshot state of a slot that was dropped, so
+// that a new slot of that name does not inherit it.
+func ForgetSnapshot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	_, err := conn.Exec(ctx, "DELETE FROM "+SnapshotTable+" WHERE slot = $1", slot)
+	if err != nil && !isUndefinedTable(err) {
+		return explainSQL(err, "forgetting the snapshot state of slot "+slot)
+	}
+	return nil
+}
+
 // snapshotDone is called once the consumer acked lsn: when it covers the
 // end of an initial snapshot that was handed out in full, the snapshot is
 // recorded as done.

@@ -243,6 +243,9 @@ func startOver(ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Stor
 			return err
 		}
 		_, err = db.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", src.Stream.Slot)
+		if err == nil {
+			err = source.ForgetSnapshot(ctx, db, src.Stream.Slot)
+		}
 		db.Close(context.Background())
 		if err != nil {
 			return &source.UserError{Msg: fmt.Sprintf("--resnapshot: dropping slot %q of source %s: %v (stop whatever streams from it)", src.Stream.Slot, src.Name, err), Err: err}

@@ -107,6 +107,9 @@ func newSlotDropCmd(e *env) *cobra.Command {
 			if _, err := db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
 				return slotError(err, "dropping slot "+name)
 			}
+			if err := source.ForgetSnapshot(ctx, db, name); err != nil {
+				return err
+			}
 			fmt.Fprintf(e.stdout, "dropped slot %s\n", name)
 			return nil
 		})
