@@ -451,6 +451,13 @@ func (l *loop) flush(ctx context.Context, force bool) error {
 		return nil
 	}
 	if !force && len(l.batch) < maxBatchEvents && l.batchBytes < maxBatchBytes {
+		// The consumer can do nothing with part of a transaction before
+		// its commit arrives (it acks, and pgfeed stream flushes, per
+		// transaction): one hand-over per transaction, at its end, saves
+		// the consumer a wake-up for each of its messages.
+		if l.dec.inTxn {
+			return nil
+		}
 		// An empty queue means the consumer has caught up: give it what we
 		// have now rather than make it wait for a full batch.
 		if len(l.s.out) == 0 {
