@@ -1,0 +1,374 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pgfeed/pgfeed/encode"
+	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/source"
+	"golang.org/x/sync/errgroup"
+)
+
+// handleStream is GET /v1/lr/stream?slotName=...[&format=...]: the
+// WebSocket of a slot's changes. Problems after the handshake (an unknown
+// slot, a slot in use, a stream that fails) come as an error frame,
+// {"error":"..."}, followed by a close frame.
+func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
+	if !method(w, r, http.MethodGet) {
+		return
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		writeError(w, errorf(http.StatusBadRequest, "this endpoint is a WebSocket: connect with a WebSocket client to ws://HOST/v1/lr/stream?slotName=NAME"))
+		return
+	}
+	// A hijacked connection keeps the deadlines the HTTP server set for
+	// reading the request; the session sets its own.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	if err != nil {
+		return // Accept answered the client
+	}
+	// Messages beyond MaxMessageBytes get an error frame; far beyond, the
+	// library closes the connection (1009).
+	conn.SetReadLimit(int64(max(s.opts.MaxMessageBytes*4, 64<<10)))
+	s.session(conn, r)
+}
+
+// session runs one client's stream until either side ends it.
+func (s *Server) session(conn *websocket.Conn, r *http.Request) {
+	defer conn.CloseNow()
+	q := r.URL.Query()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect later")
+		return
+	}
+	if s.streams >= s.opts.MaxStreams {
+		s.mu.Unlock()
+		s.fail(conn, websocket.StatusTryAgainLater, fmt.Sprintf("%d streams are running, the most allowed (--max-streams): reconnect later", s.opts.MaxStreams))
+		return
+	}
+	s.streams++
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.streams--
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+
+	format := q.Get("format")
+	if format == "" {
+		format = formatWal2JSON
+	}
+	if !slices.Contains(streamFormats, format) {
+		s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("unknown format %q: use one of %s", format, strings.Join(streamFormats, ", ")))
+		return
+	}
+	var enc encode.Encoder
+	if format != formatWal2JSON {
+		var err error
+		if enc, err = encode.New(format, s.opts.Encode); err != nil {
+			s.fail(conn, websocket.StatusInternalError, err.Error())
+			return
+		}
+	}
+	sl, err := s.lookup(ctx, q.Get("slotName"))
+	if err != nil {
+		s.fail(conn, websocket.StatusPolicyViolation, asAPIError(err).msg)
+		return
+	}
+	// One client per slot. A client that reconnects right after dropping
+	// may find its old session still closing: wait a moment for it.
+	select {
+	case sl.busy <- struct{}{}:
+	case <-time.After(2 * time.Second):
+		s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("slot %s already has a client streaming from it: one client per slot; call /v1/init for a slot of your own", sl.name))
+		return
+	case <-ctx.Done():
+		s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect later")
+		return
+	}
+	defer func() { <-sl.busy }()
+	// The stream starts after the snapshot: its connection must be idle
+	// no longer, and the slot must be free.
+	sl.releaseSnapshot()
+	st, err := source.Open(ctx, source.Config{
+		DSN: s.opts.DSN, Slot: sl.name, Tables: s.opts.Tables,
+		Create: true, ExpectSlot: true, Transactions: true, Logger: s.log,
+	})
+	if err != nil {
+		var ue *source.UserError
+		msg := err.Error()
+		if errors.As(err, &ue) {
+			msg = ue.Msg
+		}
+		s.fail(conn, websocket.StatusInternalError, "opening the stream of slot "+sl.name+": "+msg)
+		return
+	}
+	defer st.Close() // confirms the client's last ack
+	s.log.Info("client streaming", "slot", sl.name, "format", format, "remote", r.RemoteAddr, "start", st.Stats().StartLSN)
+
+	sent := newSentLog(format == formatWal2JSON, s.opts.MaxUnacked)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.readAcks(gctx, conn, st, sent) })
+	g.Go(func() error { return s.ping(gctx, conn) })
+	g.Go(func() error { return s.pump(gctx, conn, st, sent, enc) })
+	err = g.Wait()
+	switch {
+	case s.ctx.Err() != nil:
+		s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect to resume after your last ack")
+	case errors.Is(err, errClientGone) || err == nil:
+	default:
+		s.log.Warn("stream ended", "slot", sl.name, "err", err)
+	}
+	conn.Close(websocket.StatusNormalClosure, "")
+}
+
+// errClientGone ends a session whose client closed the connection.
+var errClientGone = errors.New("client closed the connection")
+
+// fail sends an error frame and closes the connection with code.
+func (s *Server) fail(conn *websocket.Conn, code websocket.StatusCode, msg string) {
+	s.sendError(context.Background(), conn, msg)
+	reason := msg
+	if len(reason) > 120 { // a close reason holds at most 123 bytes
+		reason = reason[:120]
+	}
+	conn.Close(code, reason)
+}
+
+func (s *Server) sendError(ctx context.Context, conn *websocket.Conn, msg string) {
+	b, _ := json.Marshal(errorBody{Error: msg})
+	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
+	defer cancel()
+	_ = conn.Write(ctx, websocket.MessageText, b)
+}
+
+// write sends one frame. A client that takes longer than WriteTimeout is
+// dropped; until then the slot waits for it.
+func (s *Server) write(ctx context.Context, conn *websocket.Conn, b []byte) error {
+	wctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
+	defer cancel()
+	if err := conn.Write(wctx, websocket.MessageText, b); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if wctx.Err() != nil {
+			return fmt.Errorf("client took longer than %s to take a frame (--write-timeout): dropped; it resumes after its last ack when it reconnects", s.opts.WriteTimeout)
+		}
+		return errClientGone
+	}
+	return nil
+}
+
+// pump is the only reader of the stream: it turns events into frames.
+func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stream, sent *sentLog, enc encode.Encoder) error {
+	frames := &txnFrames{max: s.opts.MaxFrameBytes}
+	var (
+		inTxn, begun bool
+		commit       event.LSN
+		buf          []byte
+	)
+	for {
+		e, err := st.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			msg := err.Error()
+			var ue *source.UserError
+			if errors.As(err, &ue) {
+				msg = ue.Msg
+			}
+			s.fail(conn, websocket.StatusInternalError, "the stream stopped: "+msg)
+			return err
+		}
+		switch e.Op {
+		case event.OpBegin:
+			inTxn, begun, commit = true, false, e.CommitLSN
+			continue
+		case event.OpCommit:
+			if begun {
+				sent.end(commit, e.EndLSN)
+				if enc == nil {
+					if err := s.write(ctx, conn, frames.commit(e.EndLSN)); err != nil {
+						return err
+					}
+				}
+			}
+			inTxn, begun = false, false
+			continue
+		case event.OpSchema:
+			continue
+		}
+		if !inTxn {
+			// A logical message outside any transaction: a frame of its own.
+			pos := e.CommitLSN
+			if pos == 0 {
+				pos = e.LSN
+			}
+			if err := sent.begin(ctx, pos); err != nil {
+				return err
+			}
+			sent.end(pos, pos)
+			if enc == nil {
+				if _, err := frames.add(e); err != nil {
+					return err
+				}
+				if err := s.write(ctx, conn, frames.commit(pos)); err != nil {
+					return err
+				}
+				continue
+			}
+			if buf, err = enc.Encode(buf[:0], e); err != nil {
+				return err
+			}
+			if err := s.write(ctx, conn, buf); err != nil {
+				return err
+			}
+			continue
+		}
+		if !begun {
+			if commit == 0 {
+				commit = e.CommitLSN
+			}
+			if err := sent.begin(ctx, commit); err != nil {
+				return err
+			}
+			begun = true
+		}
+		if enc == nil {
+			part, err := frames.add(e)
+			if err != nil {
+				return err
+			}
+			if part != nil {
+				if err := s.write(ctx, conn, part); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if buf, err = enc.Encode(buf[:0], e); err != nil {
+			return err
+		}
+		if err := s.write(ctx, conn, buf); err != nil {
+			return err
+		}
+	}
+}
+
+// ping checks that an idle client is still there.
+func (s *Server) ping(ctx context.Context, conn *websocket.Conn) error {
+	t := time.NewTicker(s.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("client did not answer a ping within %s: %w", s.opts.WriteTimeout, errClientGone)
+		}
+	}
+}
+
+// ackMessage is what clients send: {"lsn":"0/170FCB0"}. A number is taken
+// as the position in decimal, as Debezium prints LSNs.
+type ackMessage struct {
+	LSN json.RawMessage `json:"lsn"`
+}
+
+const ackHint = `send {"lsn":"X/Y"} with the nextlsn (wal2json) or commit_lsn of a frame received`
+
+func parseAck(b []byte) (event.LSN, error) {
+	var m ackMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return 0, fmt.Errorf("malformed message %.60q: %v: %s", b, err, ackHint)
+	}
+	if len(m.LSN) == 0 || string(m.LSN) == "null" {
+		return 0, fmt.Errorf("message %.60q has no lsn: %s", b, ackHint)
+	}
+	if m.LSN[0] == '"' {
+		var txt string
+		if err := json.Unmarshal(m.LSN, &txt); err != nil {
+			return 0, fmt.Errorf("malformed lsn %.40s: %s", m.LSN, ackHint)
+		}
+		if lsn, err := event.ParseLSN(txt); err == nil {
+			return lsn, nil
+		}
+		if n, err := strconv.ParseUint(txt, 10, 64); err == nil {
+			return event.LSN(n), nil
+		}
+		return 0, fmt.Errorf("malformed lsn %q: %s", txt, ackHint)
+	}
+	n, err := strconv.ParseUint(string(m.LSN), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("malformed lsn %.40s: %s", m.LSN, ackHint)
+	}
+	return event.LSN(n), nil
+}
+
+// readAcks reads the client's messages: acks, each confirmed to the stream.
+// A bad message gets an error frame and changes nothing.
+func (s *Server) readAcks(ctx context.Context, conn *websocket.Conn, st *source.Stream, sent *sentLog) error {
+	limit := int64(s.opts.MaxMessageBytes)
+	for {
+		typ, rd, err := conn.Reader(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errClientGone
+		}
+		b, err := io.ReadAll(io.LimitReader(rd, limit+1))
+		if err != nil {
+			return errClientGone
+		}
+		if int64(len(b)) > limit {
+			if _, err := io.Copy(io.Discard, rd); err != nil {
+				return errClientGone
+			}
+			s.sendError(ctx, conn, fmt.Sprintf("message larger than %d bytes, ignored: %s", limit, ackHint))
+			continue
+		}
+		if typ != websocket.MessageText {
+			s.sendError(ctx, conn, "binary message ignored: "+ackHint)
+			continue
+		}
+		pos, err := parseAck(b)
+		if err == nil {
+			var commit event.LSN
+			if commit, err = sent.ack(pos); err == nil && commit != 0 {
+				err = st.Ack(commit)
+			}
+		}
+		if err != nil {
+			s.sendError(ctx, conn, err.Error())
+		}
+	}
+}
