@@ -122,6 +122,12 @@ func checkErrorBody(t *testing.T, code int, body []byte, status int, fragments .
 type client struct {
 	t    *testing.T
 	conn *websocket.Conn
+	in   chan message // what the reader goroutine received
+}
+
+type message struct {
+	b   []byte
+	err error
 }
 
 func (ts *testServer) dial(t *testing.T, query string) *client {
@@ -133,7 +139,18 @@ func (ts *testServer) dial(t *testing.T, query string) *client {
 		t.Fatalf("dialing the stream: %v", err)
 	}
 	conn.SetReadLimit(64 << 20)
-	c := &client{t: t, conn: conn}
+	// One goroutine reads, so that a read can time out without closing
+	// the connection (the library closes it when a Read is cancelled).
+	c := &client{t: t, conn: conn, in: make(chan message, 1024)}
+	go func() {
+		for {
+			_, b, err := conn.Read(context.Background())
+			c.in <- message{b, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	t.Cleanup(func() { conn.CloseNow() })
 	return c
 }
@@ -148,11 +165,20 @@ func (c *client) read() []byte {
 	return b
 }
 
+// tryRead returns the next frame, or an error after d or once the
+// connection is closed.
 func (c *client) tryRead(d time.Duration) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	_, b, err := c.conn.Read(ctx)
-	return b, err
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case m := <-c.in:
+		if m.err != nil {
+			c.in <- m // every later read fails alike
+		}
+		return m.b, m.err
+	case <-t.C:
+		return nil, context.DeadlineExceeded
+	}
 }
 
 // frame reads a wal2json frame.
