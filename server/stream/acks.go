@@ -43,9 +43,6 @@ func (l *sentLog) begin(ctx context.Context, commit event.LSN) error {
 		l.mu.Lock()
 		if len(l.txns) < l.max {
 			l.txns = append(l.txns, sentTxn{commit: commit})
-			if !l.byEnd && commit > l.last {
-				l.last = commit
-			}
 			l.mu.Unlock()
 			return nil
 		}
@@ -58,6 +55,29 @@ func (l *sentLog) begin(ctx context.Context, commit event.LSN) error {
 	}
 }
 
+// skip registers a transaction that sends no frame (all its changes are
+// of tables the client's token may not read, or it has none): it is acked
+// with the next ack beyond it, or at once when the client acked everything
+// before it, in which case skip returns its commit for the caller to ack.
+// Without this, the slot could not advance over it.
+func (l *sentLog) skip(ctx context.Context, commit, end event.LSN) (event.LSN, bool, error) {
+	l.mu.Lock()
+	if len(l.txns) == 0 {
+		l.mu.Unlock()
+		return commit, true, nil
+	}
+	l.mu.Unlock()
+	if err := l.begin(ctx, commit); err != nil {
+		return 0, false, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.txns); n > 0 && l.txns[n-1].commit == commit {
+		l.txns[n-1].end = end
+	}
+	return 0, false, nil
+}
+
 // end records the end of the transaction begun last, before the frame that
 // carries it (nextlsn) is written: the client may ack it from then on.
 func (l *sentLog) end(commit, end event.LSN) {
@@ -68,6 +88,16 @@ func (l *sentLog) end(commit, end event.LSN) {
 	}
 	if l.byEnd && end > l.last {
 		l.last = end
+	}
+}
+
+// sending notes that a frame of the transaction at commit is about to be
+// written: a client of a commit format may ack it from then on.
+func (l *sentLog) sending(commit event.LSN) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.byEnd && commit > l.last {
+		l.last = commit
 	}
 }
 

@@ -77,6 +77,10 @@ type Options struct {
 	MaxUnacked int
 	// Encode configures the json, debezium and cloudevents frames.
 	Encode encode.Options
+	// Tokens, when set, are required of every request (see Token). Without
+	// tokens anyone who reaches the listener is served: bind it to
+	// loopback.
+	Tokens []Token
 	// Logger receives operational messages (default: discarded).
 	Logger *slog.Logger
 }
@@ -122,6 +126,7 @@ type Server struct {
 	pool  *pgxpool.Pool // snapshot reads
 	types *catalog.Types
 	mux   *http.ServeMux
+	tokens []*Token
 
 	ctx    context.Context // cancelled by Close: every session ends
 	cancel context.CancelFunc
@@ -166,8 +171,14 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the snapshot connection pool: %w", err)
 	}
+	tokens, err := prepareTokens(opts.Tokens)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		tokens: tokens,
 		opts: opts, log: opts.Logger, pool: pool, types: catalog.NewTypes(),
 		ctx: ctx, cancel: cancel, slots: map[string]*slot{},
 	}
@@ -180,6 +191,12 @@ func New(opts Options) (*Server, error) {
 
 // ServeHTTP routes the v1 endpoints. Unknown paths get a JSON 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, err := s.authenticate(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pgfeed"`)
+		writeError(w, err)
+		return
+	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		writeError(w, errorf(http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use POST /v1/init, POST /v1/snapshot/data or GET /v1/lr/stream", r.URL.Path)))
 		return

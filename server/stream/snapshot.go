@@ -228,6 +228,9 @@ func (s *Server) describe(ctx context.Context, tx pgx.Tx, slotName, table string
 		}
 		return nil, serverError(err)
 	}
+	if tok := tokenOf(ctx); !tok.allows(t.Rel.Schema, t.Rel.Table) {
+		return nil, errorf(http.StatusForbidden, fmt.Sprintf("the token may not read table %s: its tables are %s", t.Name(), strings.Join(tok.Tables, ", ")))
+	}
 	var published bool
 	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
 		WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)`, slotName, t.Rel.Schema, t.Rel.Table).Scan(&published)

@@ -129,7 +129,7 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.readAcks(gctx, conn, st, sent) })
 	g.Go(func() error { return s.ping(gctx, conn) })
-	g.Go(func() error { return s.pump(gctx, conn, st, sent, enc) })
+	g.Go(func() error { return s.pump(gctx, conn, st, sent, enc, tokenOf(r.Context())) })
 	err = g.Wait()
 	switch {
 	case s.ctx.Err() != nil:
@@ -179,13 +179,30 @@ func (s *Server) write(ctx context.Context, conn *websocket.Conn, b []byte) erro
 }
 
 // pump is the only reader of the stream: it turns events into frames.
-func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stream, sent *sentLog, enc encode.Encoder) error {
+func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stream, sent *sentLog, enc encode.Encoder, tok *Token) error {
 	frames := &txnFrames{max: s.opts.MaxFrameBytes}
 	var (
 		inTxn, begun bool
 		commit       event.LSN
 		buf          []byte
 	)
+	// send writes one change: into the transaction's wal2json frame
+	// (writing a part when it grew too large), or as a frame of its own.
+	send := func(e *event.Event, commit event.LSN) error {
+		if enc == nil {
+			part, err := frames.add(e)
+			if err != nil || part == nil {
+				return err
+			}
+			return s.write(ctx, conn, part)
+		}
+		var err error
+		if buf, err = enc.Encode(buf[:0], e); err != nil {
+			return err
+		}
+		sent.sending(commit)
+		return s.write(ctx, conn, buf)
+	}
 	for {
 		e, err := st.Next(ctx)
 		if err != nil {
@@ -212,10 +229,20 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 						return err
 					}
 				}
+			} else if c, now, err := sent.skip(ctx, commit, e.EndLSN); err != nil {
+				return err
+			} else if now {
+				// Nothing of it was for this client, and it acked all before.
+				if err := st.Ack(c); err != nil {
+					return err
+				}
 			}
 			inTxn, begun = false, false
 			continue
 		case event.OpSchema:
+			continue
+		}
+		if !visible(tok, e) {
 			continue
 		}
 		if !inTxn {
@@ -228,20 +255,13 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 				return err
 			}
 			sent.end(pos, pos)
+			if err := send(e, pos); err != nil {
+				return err
+			}
 			if enc == nil {
-				if _, err := frames.add(e); err != nil {
-					return err
-				}
 				if err := s.write(ctx, conn, frames.commit(pos)); err != nil {
 					return err
 				}
-				continue
-			}
-			if buf, err = enc.Encode(buf[:0], e); err != nil {
-				return err
-			}
-			if err := s.write(ctx, conn, buf); err != nil {
-				return err
 			}
 			continue
 		}
@@ -254,25 +274,23 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			}
 			begun = true
 		}
-		if enc == nil {
-			part, err := frames.add(e)
-			if err != nil {
-				return err
-			}
-			if part != nil {
-				if err := s.write(ctx, conn, part); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if buf, err = enc.Encode(buf[:0], e); err != nil {
-			return err
-		}
-		if err := s.write(ctx, conn, buf); err != nil {
+		if err := send(e, commit); err != nil {
 			return err
 		}
 	}
+}
+
+// visible reports whether the token may see e: changes of tables it may
+// read; logical messages, which name no table, only for tokens of every
+// table.
+func visible(tok *Token, e *event.Event) bool {
+	if tok == nil || len(tok.patterns) == 0 {
+		return true
+	}
+	if e.Op == event.OpMessage {
+		return false
+	}
+	return tok.allows(e.Schema, e.Table)
 }
 
 // ping checks that an idle client is still there.
