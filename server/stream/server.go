@@ -121,11 +121,11 @@ func (o Options) withDefaults() Options {
 // Server serves the v1 API. It is an http.Handler; Close stops its streams
 // and releases the snapshots it holds.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	pool  *pgxpool.Pool // snapshot reads
-	types *catalog.Types
-	mux   *http.ServeMux
+	opts   Options
+	log    *slog.Logger
+	pool   *pgxpool.Pool // snapshot reads
+	types  *catalog.Types
+	mux    *http.ServeMux
 	tokens []*Token
 
 	ctx    context.Context // cancelled by Close: every session ends
@@ -179,7 +179,7 @@ func New(opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		tokens: tokens,
-		opts: opts, log: opts.Logger, pool: pool, types: catalog.NewTypes(),
+		opts:   opts, log: opts.Logger, pool: pool, types: catalog.NewTypes(),
 		ctx: ctx, cancel: cancel, slots: map[string]*slot{},
 	}
 	s.mux = http.NewServeMux()
