@@ -136,6 +136,8 @@ type Server struct {
 	slots   map[string]*slot
 	streams int // sessions running
 	closed  bool
+
+	closeOnce sync.Once
 }
 
 // New checks the options and returns a Server. It connects lazily: a
@@ -208,12 +210,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // PostgreSQL) and releases the held snapshots. Slots stay: their clients
 // resume after their last ack when a server serves them again.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.cancel()
-	s.wg.Wait()
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		s.pool.Close()
+	})
 	return nil
 }
 
