@@ -63,9 +63,6 @@ func (f *txnFrames) add(e *event.Event) ([]byte, error) {
 	return part, nil
 }
 
-// pending reports whether changes wait for the end of their transaction.
-func (f *txnFrames) pending() bool { return f.n > 0 }
-
 // commit returns the transaction's (last) frame, with nextlsn.
 func (f *txnFrames) commit(nextLSN event.LSN) []byte { return f.frame(&nextLSN) }
 

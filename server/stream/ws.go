@@ -70,7 +70,9 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	ctx, cancel := context.WithCancel(s.ctx)
+	// Not derived from s.ctx: the library closes a connection whose read is
+	// cancelled, and a shutdown first tells the client (see below).
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	format := q.Get("format")
@@ -101,7 +103,7 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 	case <-time.After(2 * time.Second):
 		s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("slot %s already has a client streaming from it: one client per slot; call /v1/init for a slot of your own", sl.name))
 		return
-	case <-ctx.Done():
+	case <-s.ctx.Done():
 		s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect later")
 		return
 	}
@@ -129,20 +131,31 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.readAcks(gctx, conn, st, sent) })
 	g.Go(func() error { return s.ping(gctx, conn) })
+	g.Go(func() error {
+		select {
+		case <-s.ctx.Done():
+			s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect to resume after your last ack")
+			return errShutdown
+		case <-gctx.Done():
+			return nil
+		}
+	})
 	g.Go(func() error { return s.pump(gctx, conn, st, sent, enc, tokenOf(r.Context())) })
 	err = g.Wait()
 	switch {
-	case s.ctx.Err() != nil:
-		s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect to resume after your last ack")
-	case errors.Is(err, errClientGone) || err == nil:
+	case errors.Is(err, errClientGone) || errors.Is(err, errShutdown) || err == nil:
 	default:
 		s.log.Warn("stream ended", "slot", sl.name, "err", err)
 	}
 	conn.Close(websocket.StatusNormalClosure, "")
 }
 
-// errClientGone ends a session whose client closed the connection.
-var errClientGone = errors.New("client closed the connection")
+// errClientGone ends a session whose client closed the connection,
+// errShutdown one that Close ended.
+var (
+	errClientGone = errors.New("client closed the connection")
+	errShutdown   = errors.New("server shutting down")
+)
 
 // fail sends an error frame and closes the connection with code.
 func (s *Server) fail(conn *websocket.Conn, code websocket.StatusCode, msg string) {
