@@ -3,11 +3,14 @@ package stream
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/jackc/pgx/v5"
+	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
 )
 
@@ -98,6 +101,9 @@ func TestStreamFormats(t *testing.T) {
 	jsonEqual(t, "native after", evs[0]["after"], `{"id":1,"v":"1.50"}`)
 	c.ack(evs[0]["commit_lsn"].(string))
 	c.ack(evs[0]["lsn"].(string)) // an earlier position: fine, changes nothing
+	// An ack of a commit_lsn is confirmed once the stream has read that
+	// commit (the frames of a transaction go out before it arrives).
+	waitConfirmed(t, db, slot, lsn(t, evs[0]["commit_lsn"].(string))+1)
 	pgtest.Exec(t, db, `UPDATE t SET v = 3 WHERE id = 1`)
 	var u map[string]any
 	if err := json.Unmarshal(c.read(), &u); err != nil || u["op"] != "update" {
@@ -130,6 +136,8 @@ func TestStreamFormats(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.send(`{"lsn":` + seq[0] + `}`)
+	commit, _ := strconv.ParseUint(seq[0], 10, 64)
+	waitConfirmed(t, db, slot, event.LSN(commit)+1)
 	c.close()
 	c = ts.dial(t, "slotName="+slot)
 	pgtest.Exec(t, db, `DELETE FROM t WHERE id = 2`)
@@ -172,6 +180,23 @@ func TestBackpressure(t *testing.T) {
 	for i, f := range frames {
 		if got := f.Change[0]["columnvalues"].([]any)[0].(json.Number).String(); got != itoa(i+1) {
 			t.Fatalf("frame %d holds id %s", i, got)
+		}
+	}
+}
+
+// waitConfirmed waits until the slot is confirmed at pos or beyond.
+func waitConfirmed(t *testing.T, db *pgx.Conn, slot string, pos event.LSN) {
+	t.Helper()
+	var confirmed string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := db.QueryRow(t.Context(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&confirmed); err != nil {
+			t.Fatal(err)
+		}
+		if lsn(t, confirmed) >= pos {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot %s confirmed at %s, want %s or beyond", slot, confirmed, pos)
 		}
 	}
 }
