@@ -37,6 +37,7 @@ type serveFlags struct {
 	tokens        []string
 	tlsCert       string
 	tlsKey        string
+	origins       []string
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -80,6 +81,7 @@ address; with tokens every request needs "Authorization: Bearer TOKEN".`,
 	fl.StringArrayVar(&f.tokens, "token", nil, `bearer token clients must send, "SECRET" or "SECRET;tables=GLOB,..."; ${NAME} takes it from the environment (repeatable)`)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file (PEM) of --tls-cert")
+	fl.StringSliceVar(&f.origins, "origin", nil, `host patterns of browser pages of other origins that may call the API ("app.example.com", "*.example.com")`)
 	return c
 }
 
@@ -232,7 +234,7 @@ func runServe(ctx context.Context, e *env, cmd *cobra.Command, f *serveFlags) er
 	srv, err := stream.New(stream.Options{
 		DSN: f.conn.resolve(e), Tables: f.tables, SlotPrefix: f.slotPrefix, SnapshotHold: f.snapshotHold,
 		MaxSlots: f.maxSlots, MaxRows: f.maxRows, MaxStreams: f.maxStreams, WriteTimeout: f.writeTimeout,
-		MaxFrameBytes: int(maxFrame), MaxUnacked: f.maxUnacked, Tokens: tokens, Logger: log,
+		MaxFrameBytes: int(maxFrame), MaxUnacked: f.maxUnacked, Tokens: tokens, Origins: f.origins, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -102,3 +102,45 @@ func TestAuth(t *testing.T) {
 	f = c.frame()
 	jsonEqual(t, "items after the acks", f.Change, `[{"kind":"insert","schema":"public","table":"items","columnnames":["id"],"columntypes":["integer"],"columnvalues":[6]}]`)
 }
+
+// TestCORS: pages of the allowed origins may call the API (a preflight
+// answered without a token, the answers readable), others may not, and the
+// WebSocket checks the origin too.
+func TestCORS(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "cors")
+	ts := startServer(t, dsn, Options{Origins: []string{"*.example.com"}, Tokens: []Token{{Secret: fullToken}}})
+	pre := func(origin string) *http.Response {
+		req, _ := http.NewRequest("OPTIONS", ts.url+"/v1/init", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := pre("https://app.example.com"); resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Fatalf("preflight of an allowed origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := pre("https://evil.test"); resp.StatusCode != 401 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight of another origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	for origin, ok := range map[string]bool{"https://app.example.com": true, "https://evil.test": false} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+"/v1/lr/stream?slotName=pgfeed_v1_x", &websocket.DialOptions{
+			HTTPHeader: http.Header{"Origin": {origin}, "Authorization": {"Bearer " + fullToken}},
+		})
+		cancel()
+		if ok != (err == nil) {
+			t.Fatalf("WebSocket from %s: %v", origin, err)
+		}
+		if ok {
+			conn.CloseNow()
+		} else if resp == nil || resp.StatusCode != 403 {
+			t.Fatalf("WebSocket from %s: %v, want a 403", origin, resp)
+		}
+	}
+}

@@ -81,6 +81,11 @@ type Options struct {
 	// tokens anyone who reaches the listener is served: bind it to
 	// loopback.
 	Tokens []Token
+	// Origins are the host patterns ("app.example.com", "*.example.com",
+	// "localhost:3000") of the browser pages that may call the API from
+	// another origin: CORS for the HTTP endpoints, the Origin check of the
+	// WebSocket. Empty: same origin only.
+	Origins []string
 	// Logger receives operational messages (default: discarded).
 	Logger *slog.Logger
 }
@@ -193,6 +198,9 @@ func New(opts Options) (*Server, error) {
 
 // ServeHTTP routes the v1 endpoints. Unknown paths get a JSON 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return // a preflight, which carries no token
+	}
 	r, err := s.authenticate(r)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pgfeed"`)
