@@ -29,7 +29,7 @@ type testServer struct {
 	url string // http://127.0.0.1:port
 }
 
-func startServer(t *testing.T, dsn string, opts Options) *testServer {
+func startServer(t testing.TB, dsn string, opts Options) *testServer {
 	t.Helper()
 	opts.DSN = dsn
 	s, err := New(opts)
@@ -45,7 +45,7 @@ func startServer(t *testing.T, dsn string, opts Options) *testServer {
 }
 
 // post sends body as JSON and returns the status and the response body.
-func (ts *testServer) post(t *testing.T, path, body string) (int, []byte) {
+func (ts *testServer) post(t testing.TB, path, body string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Post(ts.url+path, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -59,7 +59,7 @@ func (ts *testServer) post(t *testing.T, path, body string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func (ts *testServer) init(t *testing.T) string {
+func (ts *testServer) init(t testing.TB) string {
 	t.Helper()
 	code, body := ts.post(t, "/v1/init", "")
 	if code != http.StatusOK {

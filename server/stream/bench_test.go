@@ -1,0 +1,67 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pgfeed/pgfeed/internal/pgtest"
+)
+
+// BenchmarkStream measures changes per second from a table to one
+// WebSocket client that acks every frame, in pgdeltastream's wal2json
+// frames and in native json frames (one per change). Writes are
+// transactions of 1000 rows, made before the client connects, so that the
+// figure is the server's, not the writer's.
+//
+//	go test -run XXX -bench Stream -benchtime 100000x ./server/stream/
+func BenchmarkStream(b *testing.B) {
+	for _, format := range []string{"wal2json", "json"} {
+		b.Run(format, func(b *testing.B) {
+			dsn := pgtest.CreateDB(b, pg, "bench_"+format)
+			db := pgtest.Connect(b, dsn)
+			pgtest.Exec(b, db, `CREATE TABLE t (id int PRIMARY KEY, name text, v numeric, at timestamptz)`)
+			ts := startServer(b, dsn, Options{})
+			slot := ts.init(b)
+			for i := 0; i < b.N; i += 1000 {
+				pgtest.Exec(b, db, fmt.Sprintf(`INSERT INTO t SELECT g, 'name ' || g, g * 1.5, now() FROM generate_series(%d, %d) g`, i+1, min(i+1000, b.N)))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			b.ResetTimer()
+			start := time.Now()
+			conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+"/v1/lr/stream?slotName="+slot+"&format="+format, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.CloseNow()
+			conn.SetReadLimit(64 << 20)
+			changes := 0
+			for changes < b.N {
+				_, msg, err := conn.Read(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if format == "json" {
+					changes++
+					if changes%1000 == 0 {
+						i := bytes.Index(msg, []byte(`"commit_lsn":"`))
+						j := bytes.IndexByte(msg[i+14:], '"')
+						_ = conn.Write(ctx, websocket.MessageText, []byte(`{"lsn":"`+string(msg[i+14:i+14+j])+`"}`))
+					}
+					continue
+				}
+				changes += bytes.Count(msg, []byte(`{"kind":`))
+				if i := bytes.Index(msg, []byte(`"nextlsn":"`)); i >= 0 {
+					j := bytes.IndexByte(msg[i+11:], '"')
+					_ = conn.Write(ctx, websocket.MessageText, []byte(`{"lsn":"`+string(msg[i+11:i+11+j])+`"}`))
+				}
+			}
+			b.ReportMetric(float64(changes)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
