@@ -43,11 +43,42 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	// Messages beyond MaxMessageBytes get an error frame; far beyond, the
 	// library closes the connection (1009).
 	conn.SetReadLimit(int64(max(s.opts.MaxMessageBytes*4, 64<<10)))
-	s.session(conn, r)
+	s.session(conn, r, s.v1Target)
+}
+
+// target is what a session streams from: a v1 slot or a v2 stream.
+type target struct {
+	name   string        // for messages: "slot NAME", "stream NAME"
+	busy   chan struct{} // holds a token while a client streams
+	stop   chan struct{} // closed when the stream is deleted (nil: never)
+	format string        // the default format
+	hint   string        // what a second client can do instead
+	open   func(ctx context.Context) (*source.Stream, error)
+}
+
+// v1Target resolves ?slotName= to one of the server's slots.
+func (s *Server) v1Target(ctx context.Context, r *http.Request) (*target, *apiError) {
+	sl, err := s.lookup(ctx, r.URL.Query().Get("slotName"))
+	if err != nil {
+		return nil, asAPIError(err)
+	}
+	return &target{
+		name: "slot " + sl.name, busy: sl.busy, format: formatWal2JSON,
+		hint: "call /v1/init for a slot of your own",
+		open: func(ctx context.Context) (*source.Stream, error) {
+			// The stream starts after the snapshot: its connection must
+			// be idle no longer, and the slot must be free.
+			sl.releaseSnapshot()
+			return source.Open(ctx, source.Config{
+				DSN: s.opts.DSN, Slot: sl.name, Tables: s.opts.Tables,
+				Create: true, ExpectSlot: true, Transactions: true, Logger: s.log,
+			})
+		},
+	}, nil
 }
 
 // session runs one client's stream until either side ends it.
-func (s *Server) session(conn *websocket.Conn, r *http.Request) {
+func (s *Server) session(conn *websocket.Conn, r *http.Request, resolve func(context.Context, *http.Request) (*target, *apiError)) {
 	defer conn.CloseNow()
 	q := r.URL.Query()
 	s.mu.Lock()
@@ -75,9 +106,14 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
+	tg, aerr := resolve(ctx, r)
+	if aerr != nil {
+		s.fail(conn, websocket.StatusPolicyViolation, aerr.msg)
+		return
+	}
 	format := q.Get("format")
 	if format == "" {
-		format = formatWal2JSON
+		format = tg.format
 	}
 	if !slices.Contains(streamFormats, format) {
 		s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("unknown format %q: use one of %s", format, strings.Join(streamFormats, ", ")))
@@ -91,41 +127,30 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 			return
 		}
 	}
-	sl, err := s.lookup(ctx, q.Get("slotName"))
-	if err != nil {
-		s.fail(conn, websocket.StatusPolicyViolation, asAPIError(err).msg)
-		return
-	}
 	// One client per slot. A client that reconnects right after dropping
 	// may find its old session still closing: wait a moment for it.
 	select {
-	case sl.busy <- struct{}{}:
+	case tg.busy <- struct{}{}:
 	case <-time.After(2 * time.Second):
-		s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("slot %s already has a client streaming from it: one client per slot; call /v1/init for a slot of your own", sl.name))
+		s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("%s already has a client streaming from it: one client per slot; %s", tg.name, tg.hint))
 		return
 	case <-s.ctx.Done():
 		s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect later")
 		return
 	}
-	defer func() { <-sl.busy }()
-	// The stream starts after the snapshot: its connection must be idle
-	// no longer, and the slot must be free.
-	sl.releaseSnapshot()
-	st, err := source.Open(ctx, source.Config{
-		DSN: s.opts.DSN, Slot: sl.name, Tables: s.opts.Tables,
-		Create: true, ExpectSlot: true, Transactions: true, Logger: s.log,
-	})
+	defer func() { <-tg.busy }()
+	st, err := tg.open(ctx)
 	if err != nil {
 		var ue *source.UserError
 		msg := err.Error()
 		if errors.As(err, &ue) {
 			msg = ue.Msg
 		}
-		s.fail(conn, websocket.StatusInternalError, "opening the stream of slot "+sl.name+": "+msg)
+		s.fail(conn, websocket.StatusInternalError, "opening the stream of "+tg.name+": "+msg)
 		return
 	}
 	defer st.Close() // confirms the client's last ack
-	s.log.Info("client streaming", "slot", sl.name, "format", format, "remote", r.RemoteAddr, "start", st.Stats().StartLSN)
+	s.log.Info("client streaming", "from", tg.name, "format", format, "remote", r.RemoteAddr, "start", st.Stats().StartLSN)
 
 	sent := newSentLog(format == formatWal2JSON, s.opts.MaxUnacked)
 	g, gctx := errgroup.WithContext(ctx)
@@ -136,6 +161,9 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 		case <-s.ctx.Done():
 			s.fail(conn, websocket.StatusGoingAway, "the server is shutting down: reconnect to resume after your last ack")
 			return errShutdown
+		case <-tg.stop:
+			s.fail(conn, websocket.StatusGoingAway, tg.name+" was deleted")
+			return errShutdown
 		case <-gctx.Done():
 			return nil
 		}
@@ -145,7 +173,7 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request) {
 	switch {
 	case errors.Is(err, errClientGone) || errors.Is(err, errShutdown) || err == nil:
 	default:
-		s.log.Warn("stream ended", "slot", sl.name, "err", err)
+		s.log.Warn("stream ended", "from", tg.name, "err", err)
 	}
 	conn.Close(websocket.StatusNormalClosure, "")
 }
@@ -235,6 +263,9 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			inTxn, begun, commit = true, false, e.CommitLSN
 			continue
 		case event.OpCommit:
+			if !inTxn {
+				continue // the end of an initial snapshot: its reads were frames of their own
+			}
 			if begun {
 				sent.end(commit, e.EndLSN)
 				if enc == nil {
