@@ -132,9 +132,14 @@ type message struct {
 
 func (ts *testServer) dial(t *testing.T, query string) *client {
 	t.Helper()
+	return ts.dialURL(t, "/v1/lr/stream?"+query)
+}
+
+func (ts *testServer) dialURL(t *testing.T, path string) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+"/v1/lr/stream?"+query, nil)
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+path, nil)
 	if err != nil {
 		t.Fatalf("dialing the stream: %v", err)
 	}

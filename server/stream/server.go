@@ -21,6 +21,7 @@ import (
 // Defaults of Options.
 const (
 	DefaultSlotPrefix      = "pgfeed_v1_"
+	DefaultStreamPrefix    = "pgfeed_v2_"
 	DefaultSnapshotHold    = 10 * time.Minute
 	DefaultMaxSlots        = 32
 	DefaultMaxRows         = 10000
@@ -44,6 +45,9 @@ type Options struct {
 	// "pgfeed_v1_"). The API serves only slots with this prefix: a client
 	// can never stream (and ack away) the slot of another consumer.
 	SlotPrefix string
+	// StreamPrefix starts the slot name of every v2 stream (default
+	// "pgfeed_v2_"); the stream's name follows it.
+	StreamPrefix string
 	// SnapshotHold is how long a new slot's exported snapshot stays
 	// readable by /v1/snapshot/data, unless the slot's stream starts
 	// first (default 10m). A held snapshot keeps VACUUM from removing
@@ -107,6 +111,9 @@ func (o Options) withDefaults() Options {
 	if o.SlotPrefix == "" {
 		o.SlotPrefix = DefaultSlotPrefix
 	}
+	if o.StreamPrefix == "" {
+		o.StreamPrefix = DefaultStreamPrefix
+	}
 	defDur(&o.SnapshotHold, DefaultSnapshotHold)
 	def(&o.MaxSlots, DefaultMaxSlots)
 	def(&o.MaxRows, DefaultMaxRows)
@@ -139,7 +146,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	slots   map[string]*slot
-	streams int // sessions running
+	named   map[string]*namedStream // v2 streams by name
+	streams int                     // sessions running
 	closed  bool
 
 	closeOnce sync.Once
@@ -154,6 +162,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if len(opts.SlotPrefix) > 40 {
 		return nil, fmt.Errorf("slot prefix %q is too long: at most 40 characters, so that names fit Postgres's 63", opts.SlotPrefix)
+	}
+	if err := source.CheckSlotName(opts.StreamPrefix + "x"); err != nil || len(opts.StreamPrefix) > 20 {
+		return nil, fmt.Errorf("stream prefix %q: use at most 20 lower-case letters, digits and underscores", opts.StreamPrefix)
+	}
+	if strings.HasPrefix(opts.StreamPrefix, opts.SlotPrefix) || strings.HasPrefix(opts.SlotPrefix, opts.StreamPrefix) {
+		return nil, fmt.Errorf("slot prefix %q and stream prefix %q overlap: v1 slots and v2 streams need prefixes of their own", opts.SlotPrefix, opts.StreamPrefix)
 	}
 	if err := (&source.Config{DSN: opts.DSN, Tables: opts.Tables}).Validate(); err != nil {
 		return nil, err
@@ -187,12 +201,14 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		tokens: tokens,
 		opts:   opts, log: opts.Logger, pool: pool, types: catalog.NewTypes(),
-		ctx: ctx, cancel: cancel, slots: map[string]*slot{},
+		ctx: ctx, cancel: cancel, slots: map[string]*slot{}, named: map[string]*namedStream{},
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/init", s.handleInit)
 	s.mux.HandleFunc("/v1/snapshot/data", s.handleSnapshotData)
 	s.mux.HandleFunc("/v1/lr/stream", s.handleStream)
+	s.mux.HandleFunc("/v2/streams", s.handleStreams)
+	s.mux.HandleFunc("/v2/streams/", s.handleStream2)
 	return s, nil
 }
 
@@ -208,7 +224,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {
-		writeError(w, errorf(http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use POST /v1/init, POST /v1/snapshot/data or GET /v1/lr/stream", r.URL.Path)))
+		writeError(w, errorf(http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use POST /v1/init, POST /v1/snapshot/data, GET /v1/lr/stream or /v2/streams", r.URL.Path)))
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -224,6 +240,17 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
+		s.mu.Lock()
+		named := make([]*namedStream, 0, len(s.named))
+		for _, ns := range s.named {
+			named = append(named, ns)
+		}
+		s.mu.Unlock()
+		for _, ns := range named {
+			if st := ns.takePending(); st != nil {
+				st.Close()
+			}
+		}
 		s.pool.Close()
 	})
 	return nil

@@ -104,7 +104,7 @@ func serverError(err error) *apiError {
 }
 
 func (s *Server) createSlot(ctx context.Context) (*slot, *heldSnapshot, error) {
-	n, err := s.countSlots(ctx)
+	n, err := s.countPrefix(ctx, s.opts.SlotPrefix)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -201,15 +201,6 @@ func (s *Server) dropPublication(name string) {
 	}
 	defer conn.Release()
 	_, _ = conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{name}.Sanitize())
-}
-
-func (s *Server) countSlots(ctx context.Context) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE starts_with(slot_name, $1)`, s.opts.SlotPrefix).Scan(&n)
-	if err != nil {
-		return 0, source.ExplainSQL(err, "counting slots")
-	}
-	return n, nil
 }
 
 // lookup returns the slot named name, if it is one of this server's: made
