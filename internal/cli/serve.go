@@ -38,6 +38,8 @@ type serveFlags struct {
 	tlsCert       string
 	tlsKey        string
 	origins       []string
+	streamPrefix  string
+	maxAckDelay   time.Duration
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -53,6 +55,12 @@ clients at once, each with a slot of its own:
                              {"slotName","table","offset","limit","order_by":{"column","order"},"after":{KEY}}
   GET  /v1/lr/stream?slotName=NAME[&format=wal2json|json|debezium|cloudevents]
                              WebSocket of the slot's changes; ack with {"lsn":"X/Y"}
+
+and the native v2 API of named streams:
+
+  GET /v2/streams, POST /v2/streams {"name","tables":[...],"snapshot":true},
+  DELETE /v2/streams/NAME, GET /v2/streams/NAME/ws (json frames by default),
+  POST /v2/streams/NAME/backfill {"tables":[...]}
 
 Only acked positions are confirmed to PostgreSQL: a client that reconnects
 resumes after its last ack. Without --token the listener must be a loopback
@@ -81,6 +89,8 @@ address; with tokens every request needs "Authorization: Bearer TOKEN".`,
 	fl.StringArrayVar(&f.tokens, "token", nil, `bearer token clients must send, "SECRET" or "SECRET;tables=GLOB,..."; ${NAME} takes it from the environment (repeatable)`)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file (PEM) of --tls-cert")
+	fl.StringVar(&f.streamPrefix, "stream-prefix", stream.DefaultStreamPrefix, "prefix of the slots of /v2/streams (the stream's name follows it)")
+	fl.DurationVar(&f.maxAckDelay, "max-ack-delay", 0, "drop a client that leaves a frame unacked longer than this (0: never)")
 	fl.StringSliceVar(&f.origins, "origin", nil, `host patterns of browser pages of other origins that may call the API ("app.example.com", "*.example.com")`)
 	return c
 }
@@ -235,6 +245,7 @@ func runServe(ctx context.Context, e *env, cmd *cobra.Command, f *serveFlags) er
 		DSN: f.conn.resolve(e), Tables: f.tables, SlotPrefix: f.slotPrefix, SnapshotHold: f.snapshotHold,
 		MaxSlots: f.maxSlots, MaxRows: f.maxRows, MaxStreams: f.maxStreams, WriteTimeout: f.writeTimeout,
 		MaxFrameBytes: int(maxFrame), MaxUnacked: f.maxUnacked, Tokens: tokens, Origins: f.origins, Logger: log,
+		StreamPrefix: f.streamPrefix, MaxAckDelay: f.maxAckDelay,
 	})
 	if err != nil {
 		return err
@@ -267,7 +278,7 @@ func runServe(ctx context.Context, e *env, cmd *cobra.Command, f *serveFlags) er
 	})
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
-	fmt.Fprintf(e.stderr, "pgfeed serve: listening on %s://%s (POST /v1/init, POST /v1/snapshot/data, GET /v1/lr/stream)\n", scheme, ln.Addr())
+	fmt.Fprintf(e.stderr, "pgfeed serve: listening on %s://%s (POST /v1/init, POST /v1/snapshot/data, GET /v1/lr/stream, /v2/streams)\n", scheme, ln.Addr())
 	select {
 	case err := <-done:
 		return fmt.Errorf("serving on %s: %w", f.listen, err)

@@ -201,6 +201,41 @@ func TestServeTLSAndToken(t *testing.T) {
 	stopServe(t, cmd, stderr)
 }
 
+// TestServeConfigFile: --config's [serve] section sets the flags, a token
+// from ${ENV} included, and the command line wins over the file.
+func TestServeConfigFile(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "serveconfig")
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "pgfeed.toml")
+	text := fmt.Sprintf("[serve]\nlisten = %q\ntoken = [\"${SERVE_CFG_TOKEN};tables=public.*\"]\nmax-rows = 7\ndsn = %q\n", "127.0.0.1:1", dsn)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const token = "token-from-the-config-file-0123"
+	cmd, stderr := startServe(t, []string{"SERVE_CFG_TOKEN=" + token}, "--config", cfg, "--listen", addr)
+	post := func(tok, body string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/snapshot/data", strings.NewReader(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("", "{}"); code != 401 {
+		t.Fatalf("without the token: %d %s", code, body)
+	}
+	if code, body := post(token, `{"slotName":"pgfeed_v1_x","table":"t","limit":8}`); code != 400 || !strings.Contains(body, "above 7") {
+		t.Fatalf("max-rows from the file: %d %s", code, body)
+	}
+	stopServe(t, cmd, stderr)
+}
+
 // TestServeBadFlags: each mistake is one line naming the flag.
 func TestServeBadFlags(t *testing.T) {
 	dir := t.TempDir()

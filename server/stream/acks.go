@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -30,6 +31,7 @@ type sentLog struct {
 
 type sentTxn struct {
 	commit, end event.LSN
+	at          time.Time // when its first frame was sent
 }
 
 func newSentLog(byEnd bool, max int) *sentLog {
@@ -42,7 +44,7 @@ func (l *sentLog) begin(ctx context.Context, commit event.LSN) error {
 	for {
 		l.mu.Lock()
 		if len(l.txns) < l.max {
-			l.txns = append(l.txns, sentTxn{commit: commit})
+			l.txns = append(l.txns, sentTxn{commit: commit, at: time.Now()})
 			l.mu.Unlock()
 			return nil
 		}
@@ -99,6 +101,19 @@ func (l *sentLog) sending(commit event.LSN) {
 	if !l.byEnd && commit > l.last {
 		l.last = commit
 	}
+}
+
+// oldest returns when the oldest transaction not yet acked was sent (zero:
+// none waits).
+func (l *sentLog) oldest() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range l.txns {
+		if t.end != 0 || !l.byEnd {
+			return t.at
+		}
+	}
+	return time.Time{}
 }
 
 // ack takes the client's ack of pos and returns the commit LSN to ack on

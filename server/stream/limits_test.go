@@ -113,7 +113,7 @@ func FuzzParseAck(f *testing.F) {
 func TestSentLog(t *testing.T) {
 	ctx := context.Background()
 	l := newSentLog(true, 10)
-	for _, tx := range []sentTxn{{100, 110}, {110, 120}, {130, 140}} {
+	for _, tx := range []sentTxn{{commit: 100, end: 110}, {commit: 110, end: 120}, {commit: 130, end: 140}} {
 		if err := l.begin(ctx, tx.commit); err != nil {
 			t.Fatal(err)
 		}
@@ -141,5 +141,30 @@ func TestSentLog(t *testing.T) {
 	// A skipped transaction with nothing unacked is acked at once.
 	if c, now, err := l.skip(ctx, 300, 310); err != nil || !now || c != 300 {
 		t.Fatalf("skip: %d %v %v", c, now, err)
+	}
+}
+
+// TestMaxAckDelay: a client that leaves a frame unacked too long is
+// dropped with an error frame; reconnected, it gets the frame again.
+func TestMaxAckDelay(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "ackdelay")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY)`)
+	ts := startServer(t, dsn, Options{MaxAckDelay: 500 * time.Millisecond})
+	slot := ts.init(t)
+	c := ts.dial(t, "slotName="+slot)
+	pgtest.Exec(t, db, `INSERT INTO t VALUES (1)`)
+	f := c.frame()
+	c.expectError("unacked longer than 500ms", "--max-ack-delay")
+	c = ts.dial(t, "slotName="+slot)
+	if again := c.frame(); string(again.raw) != string(f.raw) {
+		t.Fatalf("after the drop: %s, want %s", again.raw, f.raw)
+	}
+	c.ack(f.NextLSN)
+	pgtest.Exec(t, db, `INSERT INTO t VALUES (2)`)
+	f = c.frame()
+	c.ack(f.NextLSN)
+	if b, err := c.tryRead(1500 * time.Millisecond); err == nil {
+		t.Fatalf("a client that acks was sent %s", b)
 	}
 }

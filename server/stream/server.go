@@ -76,6 +76,11 @@ type Options struct {
 	// MaxMessageBytes is the largest message a client may send (default
 	// 4 KiB; an ack is some 30 bytes).
 	MaxMessageBytes int
+	// MaxAckDelay drops a client that leaves a frame unacked longer than
+	// this (it resumes after its last ack when it reconnects). Zero: never;
+	// pgdeltastream clients that never ack keep streaming, bounded by
+	// MaxUnacked.
+	MaxAckDelay time.Duration
 	// MaxUnacked is how many transactions a client may hold sent but not
 	// acked; beyond it sending waits for acks (default 65536).
 	MaxUnacked int

@@ -156,6 +156,9 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request, resolve func(con
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.readAcks(gctx, conn, st, sent) })
 	g.Go(func() error { return s.ping(gctx, conn) })
+	if s.opts.MaxAckDelay > 0 {
+		g.Go(func() error { return s.watchAcks(gctx, conn, sent) })
+	}
 	g.Go(func() error {
 		select {
 		case <-s.ctx.Done():
@@ -355,6 +358,23 @@ func (s *Server) ping(ctx context.Context, conn *websocket.Conn) error {
 				return nil
 			}
 			return fmt.Errorf("client did not answer a ping within %s: %w", s.opts.WriteTimeout, errClientGone)
+		}
+	}
+}
+
+// watchAcks drops a client that holds a frame unacked too long.
+func (s *Server) watchAcks(ctx context.Context, conn *websocket.Conn, sent *sentLog) error {
+	t := time.NewTicker(min(s.opts.MaxAckDelay/4+time.Millisecond, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if at := sent.oldest(); !at.IsZero() && time.Since(at) > s.opts.MaxAckDelay {
+			s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("a frame stayed unacked longer than %s (--max-ack-delay): dropped; reconnect to resume after your last ack", s.opts.MaxAckDelay))
+			return errClientGone
 		}
 	}
 }
