@@ -77,7 +77,9 @@ func (s *Server) handleInit(w http.ResponseWriter, r *http.Request) {
 	if !method(w, r, http.MethodPost, http.MethodGet) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	// Not cancelled by a client that leaves mid-way: a slot half made
+	// (created by the server, unknown to us) would linger, holding WAL.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
 	defer cancel()
 	sl, h, err := s.createSlot(ctx)
 	if err != nil {
