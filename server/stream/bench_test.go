@@ -65,3 +65,56 @@ func BenchmarkStream(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStreamClients measures the changes per second delivered in all
+// to 10 WebSocket clients, each on a slot of its own, wal2json frames,
+// each client acking every frame.
+func BenchmarkStreamClients(b *testing.B) {
+	const clients = 10
+	dsn := pgtest.CreateDB(b, pg, "bench_clients")
+	db := pgtest.Connect(b, dsn)
+	pgtest.Exec(b, db, `CREATE TABLE t (id int PRIMARY KEY, name text, v numeric, at timestamptz)`)
+	ts := startServer(b, dsn, Options{})
+	slots := make([]string, clients)
+	for i := range slots {
+		slots[i] = ts.init(b)
+	}
+	for i := 0; i < b.N; i += 1000 {
+		pgtest.Exec(b, db, fmt.Sprintf(`INSERT INTO t SELECT g, 'name ' || g, g * 1.5, now() FROM generate_series(%d, %d) g`, i+1, min(i+1000, b.N)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	b.ResetTimer()
+	start := time.Now()
+	errs := make(chan error, clients)
+	for _, slot := range slots {
+		go func() {
+			conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+"/v1/lr/stream?slotName="+slot, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.CloseNow()
+			conn.SetReadLimit(64 << 20)
+			for changes := 0; changes < b.N; {
+				_, msg, err := conn.Read(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				changes += bytes.Count(msg, []byte(`{"kind":`))
+				if i := bytes.Index(msg, []byte(`"nextlsn":"`)); i >= 0 {
+					j := bytes.IndexByte(msg[i+11:], '"')
+					_ = conn.Write(ctx, websocket.MessageText, []byte(`{"lsn":"`+string(msg[i+11:i+11+j])+`"}`))
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(clients*b.N)/time.Since(start).Seconds(), "events/s")
+}
