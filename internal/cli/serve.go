@@ -95,10 +95,14 @@ address; with tokens every request needs "Authorization: Bearer TOKEN".`,
 	return c
 }
 
-// serveFile is the [serve] section of a config file; its keys are the
-// flags' names.
+// serveFile is what pgfeed serve reads of a config file: the [serve]
+// section, whose keys are the flags' names, and [http] listen, the address
+// when [serve] has none. The rest of the file (a pipeline's) is ignored.
 type serveFile struct {
 	Serve map[string]any `toml:"serve"`
+	HTTP  struct {
+		Listen string `toml:"listen"`
+	} `toml:"http"`
 }
 
 // applyServeConfig sets every flag the command line left alone from the
@@ -107,6 +111,12 @@ func applyServeConfig(cmd *cobra.Command, path string, getenv func(string) strin
 	var file serveFile
 	if _, err := toml.DecodeFile(path, &file); err != nil {
 		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	if _, ok := file.Serve["listen"]; !ok && file.HTTP.Listen != "" {
+		if file.Serve == nil {
+			file.Serve = map[string]any{}
+		}
+		file.Serve["listen"] = file.HTTP.Listen
 	}
 	for key, v := range file.Serve {
 		fl := cmd.Flags().Lookup(key)

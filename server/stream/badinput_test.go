@@ -120,3 +120,24 @@ func TestHostileNames(t *testing.T) {
 		t.Fatalf("victim after the reads: %d rows, %v", n, err)
 	}
 }
+
+// TestKeysetTypes: after values keep their exact value and type: a bigint
+// beyond float precision, a char(n) longer than one character, a
+// timestamptz; pages by a composite key neither repeat nor skip rows.
+func TestKeysetTypes(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "keyset")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, `CREATE TABLE k (code char(3), n bigint, at timestamptz, PRIMARY KEY (code, n))`,
+		`INSERT INTO k VALUES ('abc', 9007199254740993, '2026-01-01 00:00:00+00'), ('abc', 9007199254740994, '2026-01-02 00:00:00+00'),
+			('abd', 1, '2026-01-03 00:00:00+00'), ('b', 5, '2026-01-04 00:00:00+00')`)
+	ts := startServer(t, dsn, Options{})
+	slot := ts.init(t)
+	code, body := ts.post(t, "/v1/snapshot/data", fmt.Sprintf(`{"slotName":%q,"table":"k","limit":10,"after":{"code":"abc","n":9007199254740993}}`, slot))
+	if code != 200 || !strings.HasPrefix(string(body), `[{"code":"abc","n":9007199254740994,`) || strings.Count(string(body), `"code"`) != 3 {
+		t.Fatalf("after a bigint beyond float precision: %d %s", code, body)
+	}
+	rows := ts.rows(t, fmt.Sprintf(`{"slotName":%q,"table":"k","order_by":{"column":"at","order":"DESC"},"limit":1,"after":{"at":"2026-01-03T00:00:00Z","code":"abd","n":1}}`, slot))
+	if len(rows) != 1 || rows[0]["code"] != "abc" || rows[0]["at"] != "2026-01-02T00:00:00Z" {
+		t.Fatalf("after a timestamptz, descending: %v", rows)
+	}
+}

@@ -322,8 +322,7 @@ func buildQuery(t *snapshot.Table, p page, after map[string]json.RawMessage) (st
 			if n > 0 {
 				b.WriteString(", ")
 			}
-			// The type's name is format_type's, from the catalog.
-			fmt.Fprintf(&b, "CAST($%d::text AS %s)", n+1, t.Rel.Columns[i].Type.Name)
+			fmt.Fprintf(&b, "CAST($%d::text AS %s)", n+1, castType(t.Rel.Columns[i].Type))
 		}
 		b.WriteString(")")
 	}
@@ -344,6 +343,20 @@ func buildQuery(t *snapshot.Table, p page, after map[string]json.RawMessage) (st
 	args = append(args, p.offset, p.limit)
 	fmt.Fprintf(&b, " OFFSET $%d LIMIT $%d", len(args)-1, len(args))
 	return b.String(), args, nil
+}
+
+// castType names a column's type for the cast of an after value: the
+// type's name as format_type prints it, from the catalog, except where the
+// name without a length means a length of 1 ("character", "bit"), which
+// would cut the value.
+func castType(t *event.Type) string {
+	switch t.Name {
+	case "character":
+		return "pg_catalog.bpchar"
+	case "bit":
+		return "pg_catalog.varbit"
+	}
+	return t.Name
 }
 
 // afterValue turns one JSON value of after into the text form of a
