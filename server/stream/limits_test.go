@@ -168,3 +168,62 @@ func TestMaxAckDelay(t *testing.T) {
 		t.Fatalf("a client that acks was sent %s", b)
 	}
 }
+
+// TestSlowClientDropped: a client that stops reading is backpressured (the
+// server's writes block, the slot waits, nothing is confirmed) and dropped
+// after WriteTimeout; it then gets everything again from its last ack.
+func TestSlowClientDropped(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "slowclient")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY, pad text)`)
+	ts := startServer(t, dsn, Options{WriteTimeout: time.Second})
+	slot := ts.init(t)
+	var before string
+	if err := db.QueryRow(t.Context(), `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A client that never reads: nothing drains its socket.
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+"/v1/lr/stream?slotName="+slot, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var active bool
+		_ = db.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		if active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not start")
+		}
+	}
+	for i := range 40 {
+		pgtest.Exec(t, db, fmt.Sprintf(`INSERT INTO t SELECT g, repeat('x', 1000) FROM generate_series(%d, %d) g`, i*1000+1, i*1000+1000))
+	}
+	var active bool
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := db.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active); err != nil {
+			t.Fatal(err)
+		}
+		if !active || time.Now().After(deadline) {
+			break
+		}
+	}
+	if active {
+		t.Fatal("the client that does not read was not dropped")
+	}
+	var after string
+	if err := db.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatalf("the slot moved from %s to %s without an ack", before, after)
+	}
+	c := ts.dial(t, "slotName="+slot)
+	if f := c.frame(); f.Change[0]["columnvalues"].([]any)[0].(json.Number) != "1" {
+		t.Fatalf("after the drop, first frame %.200s", f.raw)
+	}
+}
