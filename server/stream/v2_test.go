@@ -19,7 +19,8 @@ func TestV2Streams(t *testing.T) {
 	db := pgtest.Connect(t, dsn)
 	pgtest.Exec(t, db, `CREATE TABLE orders (id int PRIMARY KEY, total numeric)`, `CREATE TABLE other (id int PRIMARY KEY)`,
 		`INSERT INTO orders VALUES (1, 10.5), (2, 20)`, `INSERT INTO other VALUES (1)`)
-	ts := startServer(t, dsn, Options{})
+	// MaxUnacked 1: the snapshot's reads count as one transaction.
+	ts := startServer(t, dsn, Options{MaxUnacked: 1})
 	ts.expectError(t, "/v2/streams", `{"name":"Bad Name"}`, 400, "invalid stream name")
 	ts.expectError(t, "/v2/streams", `{"name":"x","tables":["public."]}`, 400, "tables")
 	code, body := ts.post(t, "/v2/streams", `{"name":"orders","tables":["public.orders"],"snapshot":true}`)
@@ -49,6 +50,9 @@ func TestV2Streams(t *testing.T) {
 			t.Fatal(err)
 		}
 		evs = append(evs, e)
+		if len(evs) == 2 {
+			c.ack(e["commit_lsn"].(string)) // the snapshot, read
+		}
 	}
 	if evs[0]["op"] != "read" || evs[1]["op"] != "read" || evs[2]["op"] != "insert" || evs[2]["table"] != "orders" {
 		t.Fatalf("snapshot then change: %v", evs)

@@ -228,6 +228,7 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 	var (
 		inTxn, begun bool
 		commit       event.LSN
+		lastSingle   event.LSN // position of the last change outside a transaction
 		buf          []byte
 	)
 	// send writes one change: into the transaction's wal2json frame
@@ -298,10 +299,15 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			if pos == 0 {
 				pos = e.LSN
 			}
-			if err := sent.begin(ctx, pos); err != nil {
-				return err
+			// The reads of an initial snapshot share one position: one
+			// entry for them all, so that MaxUnacked counts transactions.
+			if pos != lastSingle {
+				if err := sent.begin(ctx, pos); err != nil {
+					return err
+				}
+				sent.end(pos, pos)
+				lastSingle = pos
 			}
-			sent.end(pos, pos)
 			if err := send(e, pos); err != nil {
 				return err
 			}
