@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -73,6 +74,15 @@ func TestSnapshotBadInput(t *testing.T) {
 		t.Fatalf("GET /v1/lr/stream without WebSocket: %d, want 400", resp.StatusCode)
 	}
 	// And the server still serves.
+	hr, err := http.Get(ts.url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	if hr.StatusCode != 200 || strings.TrimSpace(string(hb)) != `{"ok":true,"snapshots_held":1,"streams":0}` {
+		t.Fatalf("/health: %d %s", hr.StatusCode, hb)
+	}
 	rows := ts.rows(t, req(`{"slotName":%q,"table":"items","limit":1,"after":{"id":1}}`))
 	jsonEqual(t, "page after the bad requests", rows, `[{"id":2,"name":"b"}]`)
 	// A table without key pages in physical order.

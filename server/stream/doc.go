@@ -37,6 +37,8 @@
 // /v2/streams/{name} drops it, GET /v2/streams/{name}/ws streams it, POST
 // /v2/streams/{name}/backfill {"tables"} reads tables again into it.
 //
+// GET /health answers {"ok":true,"streams":N,"snapshots_held":N}.
+//
 // Errors are {"error": "..."}: an HTTP 4xx/5xx body, or on a WebSocket an
 // error frame (then a close frame when the session cannot go on). Tokens,
 // when set, are required of every request and limit what each may read.

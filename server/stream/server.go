@@ -212,6 +212,7 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("/v1/init", s.handleInit)
 	s.mux.HandleFunc("/v1/snapshot/data", s.handleSnapshotData)
 	s.mux.HandleFunc("/v1/lr/stream", s.handleStream)
+	s.mux.HandleFunc("/health", s.handleHealth)
 	s.mux.HandleFunc("/v2/streams", s.handleStreams)
 	s.mux.HandleFunc("/v2/streams/", s.handleStream2)
 	return s, nil
@@ -259,6 +260,29 @@ func (s *Server) Close() error {
 		s.pool.Close()
 	})
 	return nil
+}
+
+// handleHealth answers 200 while the server serves, with the number of
+// streams running and snapshots held.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if !method(w, r, http.MethodGet, http.MethodHead) {
+		return
+	}
+	s.mu.Lock()
+	streams, slots := s.streams, make([]*slot, 0, len(s.slots))
+	for _, sl := range s.slots {
+		slots = append(slots, sl)
+	}
+	s.mu.Unlock()
+	held := 0
+	for _, sl := range slots {
+		sl.snapMu.RLock()
+		if sl.snap != nil {
+			held++
+		}
+		sl.snapMu.RUnlock()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "streams": streams, "snapshots_held": held})
 }
 
 // newSlotName returns the prefix and 16 random hex digits.
