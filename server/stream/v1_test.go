@@ -134,3 +134,26 @@ func lsn(t *testing.T, s string) event.LSN {
 	}
 	return l
 }
+
+// TestResumeAfterRestart: a new server serves the slots an earlier one
+// made (by their prefix), and their clients resume after their last ack.
+func TestResumeAfterRestart(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "restart")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY)`)
+	first := startServer(t, dsn, Options{})
+	slot := first.init(t)
+	c := first.dial(t, "slotName="+slot)
+	pgtest.Exec(t, db, `INSERT INTO t VALUES (1)`, `INSERT INTO t VALUES (2)`)
+	f1, f2 := c.frame(), c.frame()
+	c.ack(f1.NextLSN)
+	waitConfirmed(t, db, slot, lsn(t, f1.NextLSN))
+	first.Close()
+
+	second := startServer(t, dsn, Options{})
+	second.expectError(t, "/v1/snapshot/data", fmt.Sprintf(`{"slotName":%q,"table":"t"}`, slot), 409, "no longer held")
+	c = second.dial(t, "slotName="+slot)
+	if again := c.frame(); string(again.raw) != string(f2.raw) {
+		t.Fatalf("after the restart: %s, want %s", again.raw, f2.raw)
+	}
+}

@@ -232,6 +232,14 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
 		st.Close()
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		if st := ns.takePending(); st != nil {
+			st.Close()
+		}
+		writeError(w, errorf(http.StatusServiceUnavailable, "the server is shutting down: the stream was created; connect to it later"))
+		return
+	}
 	s.named[req.Name] = ns
 	s.mu.Unlock()
 	s.log.Info("created stream", "stream", req.Name, "slot", slot, "tables", tables, "snapshot", req.Snapshot)
