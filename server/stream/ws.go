@@ -175,8 +175,11 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request, resolve func(con
 	err = g.Wait()
 	switch {
 	case errors.Is(err, errClientGone) || errors.Is(err, errShutdown) || err == nil:
+	case errors.Is(err, errReported):
+		s.log.Warn("stream ended", "from", tg.name, "err", err)
 	default:
 		s.log.Warn("stream ended", "from", tg.name, "err", err)
+		s.fail(conn, websocket.StatusInternalError, "the stream stopped: "+err.Error())
 	}
 	conn.Close(websocket.StatusNormalClosure, "")
 }
@@ -186,6 +189,7 @@ func (s *Server) session(conn *websocket.Conn, r *http.Request, resolve func(con
 var (
 	errClientGone = errors.New("client closed the connection")
 	errShutdown   = errors.New("server shutting down")
+	errReported   = errors.New("told the client") // an error frame was sent
 )
 
 // fail sends an error frame and closes the connection with code.
@@ -193,7 +197,7 @@ func (s *Server) fail(conn *websocket.Conn, code websocket.StatusCode, msg strin
 	s.sendError(context.Background(), conn, msg)
 	reason := msg
 	if len(reason) > 120 { // a close reason holds at most 123 bytes
-		reason = reason[:120]
+		reason = strings.ToValidUTF8(reason[:120], "")
 	}
 	conn.Close(code, reason)
 }
@@ -260,7 +264,7 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 				msg = ue.Msg
 			}
 			s.fail(conn, websocket.StatusInternalError, "the stream stopped: "+msg)
-			return err
+			return fmt.Errorf("%w: %w", errReported, err)
 		}
 		switch e.Op {
 		case event.OpBegin:
