@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
+	"github.com/pgfeed/pgfeed/source"
 )
 
 // BenchmarkStream measures changes per second from a table to one
@@ -22,7 +23,7 @@ import (
 //
 //	go test -run XXX -bench Stream -benchtime 100000x ./server/stream/
 func BenchmarkStream(b *testing.B) {
-	for _, format := range []string{"wal2json", "json"} {
+	for _, format := range []string{"direct", "wal2json", "json"} {
 		b.Run(format, func(b *testing.B) {
 			dsn := pgtest.CreateDB(b, pg, "bench_"+format)
 			db := pgtest.Connect(b, dsn)
@@ -36,6 +37,27 @@ func BenchmarkStream(b *testing.B) {
 			defer cancel()
 			b.ResetTimer()
 			start := time.Now()
+			if format == "direct" {
+				// The baseline: the same slot read by source.Stream itself,
+				// as pgfeed stream or run read it, with nothing after it.
+				ts.Server.releaseSnapshotOf(slot)
+				st, err := source.Open(ctx, source.Config{DSN: dsn, Slot: slot, Tables: []string{"*.*"}, Create: true, ExpectSlot: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				for n := 0; n < b.N; n++ {
+					e, err := st.Next(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n%1000 == 999 {
+						_ = st.Ack(e.CommitLSN)
+					}
+				}
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+				return
+			}
 			conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.url, "http")+"/v1/lr/stream?slotName="+slot+"&format="+format, nil)
 			if err != nil {
 				b.Fatal(err)
@@ -185,4 +207,14 @@ func BenchmarkLatency(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// releaseSnapshotOf lets a benchmark open a slot of the server itself.
+func (s *Server) releaseSnapshotOf(name string) {
+	s.mu.Lock()
+	sl := s.slots[name]
+	s.mu.Unlock()
+	if sl != nil {
+		sl.releaseSnapshot()
+	}
 }
