@@ -23,3 +23,4 @@ fuzz:
 	go test ./event -run XXX -fuzz FuzzArray -fuzztime 60s
 	go test ./sink/webhook -run XXX -fuzz FuzzRetryAfter -fuzztime 60s
 	go test ./config -run XXX -fuzz '^FuzzParse$$' -fuzztime 60s
+	go test ./server/stream -run XXX -fuzz FuzzParseAck -fuzztime 60s

@@ -81,7 +81,7 @@ func newRoot(e *env) *cobra.Command {
 			profile.Close()
 		}
 	}
-	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e), newRunCmd(e), newReplayCmd(e), newSnapshotCmd(e), newBackfillCmd(e))
+	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e), newRunCmd(e), newReplayCmd(e), newSnapshotCmd(e), newBackfillCmd(e), newServeCmd(e))
 	refuseBareGroups(root)
 	return root
 }

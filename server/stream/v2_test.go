@@ -1,0 +1,111 @@
+package stream
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pgfeed/pgfeed/internal/pgtest"
+)
+
+// TestV2Streams: create a named stream with an initial snapshot, list it,
+// stream its reads then its changes as native json frames with acks,
+// backfill a table, and delete it while a client streams.
+func TestV2Streams(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "v2")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, `CREATE TABLE orders (id int PRIMARY KEY, total numeric)`, `CREATE TABLE other (id int PRIMARY KEY)`,
+		`INSERT INTO orders VALUES (1, 10.5), (2, 20)`, `INSERT INTO other VALUES (1)`)
+	// MaxUnacked 1: the snapshot's reads count as one transaction.
+	ts := startServer(t, dsn, Options{MaxUnacked: 1})
+	ts.expectError(t, "/v2/streams", `{"name":"Bad Name"}`, 400, "invalid stream name")
+	ts.expectError(t, "/v2/streams", `{"name":"x","tables":["public."]}`, 400, "tables")
+	code, body := ts.post(t, "/v2/streams", `{"name":"orders","tables":["public.orders"],"snapshot":true}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	jsonEqual(t, "created", json.RawMessage(body), `{"name":"orders","slot":"pgfeed_v2_orders","active":false,"confirmed_lsn":null,"retained_bytes":null,"wal_status":null,"ws":"/v2/streams/orders/ws"}`)
+	ts.expectError(t, "/v2/streams", `{"name":"orders"}`, 409, "exists")
+
+	resp, err := http.Get(ts.url + "/v2/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Streams []streamInfo }
+	_ = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Streams) != 1 || list.Streams[0].Name != "orders" || list.Streams[0].ConfirmedLSN == nil {
+		t.Fatalf("list: %+v", list)
+	}
+
+	pgtest.Exec(t, db, `INSERT INTO orders VALUES (3, 30)`, `INSERT INTO other VALUES (2)`)
+	c := ts.dialURL(t, "/v2/streams/orders/ws")
+	var evs []map[string]any
+	for range 3 {
+		var e map[string]any
+		if err := json.Unmarshal(c.read(), &e); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e)
+		if len(evs) == 2 {
+			c.ack(e["commit_lsn"].(string)) // the snapshot, read
+		}
+	}
+	if evs[0]["op"] != "read" || evs[1]["op"] != "read" || evs[2]["op"] != "insert" || evs[2]["table"] != "orders" {
+		t.Fatalf("snapshot then change: %v", evs)
+	}
+	jsonEqual(t, "read", evs[0]["after"], `{"id":1,"total":"10.5"}`)
+	c.ack(evs[2]["commit_lsn"].(string))
+	// A second client is refused.
+	c2 := ts.dialURL(t, "/v2/streams/orders/ws")
+	c2.expectError("stream orders already has a client", "POST /v2/streams")
+
+	// A backfill of the table: its rows as reads, while streaming.
+	code, body = ts.post(t, "/v2/streams/orders/backfill", `{"tables":["public.orders"]}`)
+	if code != 202 {
+		t.Fatalf("backfill: %d %s", code, body)
+	}
+	ids := map[string]bool{}
+	for len(ids) < 3 {
+		var e map[string]any
+		if err := json.Unmarshal(c.read(), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e["op"] != "read" {
+			t.Fatalf("backfill frame: %v", e)
+		}
+		ids[fmt.Sprint(e["after"].(map[string]any)["id"])] = true
+	}
+
+	// Deleting the stream tells its client and drops slot and publication.
+	req, _ := http.NewRequest("DELETE", ts.url+"/v2/streams/orders", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	c.expectError("stream orders was deleted")
+	if _, err := c.tryRead(10 * time.Second); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("after delete: %v", err)
+	}
+	var slots, pubs int
+	_ = db.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgfeed_v2_orders'),
+		(SELECT count(*) FROM pg_publication WHERE pubname = 'pgfeed_v2_orders')`).Scan(&slots, &pubs)
+	if slots != 0 || pubs != 0 {
+		t.Fatalf("after delete: %d slots, %d publications", slots, pubs)
+	}
+	req, _ = http.NewRequest("DELETE", ts.url+"/v2/streams/orders", nil)
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("second delete: %d", resp.StatusCode)
+	}
+	ws := ts.dialURL(t, "/v2/streams/nosuch/ws")
+	ws.expectError("unknown stream")
+}
