@@ -22,6 +22,7 @@ type Encoder interface {
 const (
 	FormatJSON        = "json"
 	FormatWal2JSON    = "wal2json"
+	FormatWal2JSON2   = "wal2json2"
 	FormatDebezium    = "debezium"
 	FormatCloudEvents = "cloudevents"
 	FormatAvro        = "avro"
@@ -29,7 +30,7 @@ const (
 
 // Formats returns the format names New accepts, in the order the CLI lists them.
 func Formats() []string {
-	return []string{FormatJSON, FormatWal2JSON, FormatDebezium, FormatCloudEvents, FormatAvro}
+	return []string{FormatJSON, FormatWal2JSON, FormatWal2JSON2, FormatDebezium, FormatCloudEvents, FormatAvro}
 }
 
 // Options configures the encoders. The zero value works: every field has a
@@ -65,6 +66,12 @@ type Options struct {
 	// ServerName is empty.
 	CloudEventsSource string
 
+	// Wal2JSON are the wal2json plugin options of the wal2json and
+	// wal2json2 formats. Nil: include-xids, include-timestamp and
+	// include-lsn, so that every transaction says its xid, commit time and
+	// nextlsn, the position a pgdeltastream client acks.
+	Wal2JSON *Wal2JSONOptions
+
 	// Now is the clock for the fields that record when pgfeed processed an
 	// event rather than when Postgres committed it (Debezium's payload.ts_ms).
 	// Default time.Now; tests pass a fixed clock.
@@ -78,6 +85,13 @@ func (o Options) serverName() string {
 	return o.ServerName
 }
 
+func (o Options) wal2JSON() Wal2JSONOptions {
+	if o.Wal2JSON == nil {
+		return Wal2JSONOptions{Xids: true, Timestamp: true, LSN: true}
+	}
+	return *o.Wal2JSON
+}
+
 func (o Options) now() time.Time {
 	if o.Now == nil {
 		return time.Now()
@@ -86,13 +100,17 @@ func (o Options) now() time.Time {
 }
 
 // New returns the encoder of the named format ("json", "wal2json",
-// "debezium", "cloudevents" or "avro"); an empty name means "json".
+// "wal2json2", "debezium", "cloudevents" or "avro"); an empty name means
+// "json". The wal2json encoder frames transactions (TxFramer) and so keeps
+// state: each caller needs its own.
 func New(format string, opts Options) (Encoder, error) {
 	switch format {
 	case FormatJSON, "":
 		return JSON{}, nil
 	case FormatWal2JSON:
-		return Wal2JSON{}, nil
+		return NewWal2JSON(opts.wal2JSON()), nil
+	case FormatWal2JSON2:
+		return Wal2JSON2{Opts: opts.wal2JSON()}, nil
 	case FormatDebezium:
 		return NewDebezium(opts), nil
 	case FormatCloudEvents:

@@ -1,6 +1,9 @@
 package encode
 
 import (
+	"bytes"
+	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/pgfeed/pgfeed/event"
@@ -30,7 +33,7 @@ func TestWal2JSONLikePlugin(t *testing.T) {
 			`{"change":[{"kind":"insert","schema":"public","table":"xpto","columnnames":["a","b","c","d"],"columntypes":["integer","boolean","character varying(60)","real"],"columnvalues":[4,true,"valid: ' \" \\ / \u0008 \u000c \n \r \t ⁿ 陿 invalid: \\g \\k end",123.456]}]}`},
 	}
 	for _, tt := range tests {
-		got, err := Wal2JSON{}.Encode(nil, &event.Event{Op: event.OpInsert, Schema: "public", Table: "xpto", Rel: rel, After: tt.row})
+		got, err := (&Wal2JSON{}).Encode(nil, &event.Event{Op: event.OpInsert, Schema: "public", Table: "xpto", Rel: rel, After: tt.row})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +109,80 @@ func TestWal2JSONValues(t *testing.T) {
 		got := string(appendWal2JSONValue(nil, text(tt.raw), typ(tt.oid)))
 		if got != tt.want {
 			t.Errorf("%s %q: got %s, want %s", typ(tt.oid).Name, tt.raw, got, tt.want)
+		}
+	}
+}
+
+// TestWal2JSONTransaction frames a whole transaction, begin to commit, as
+// one format-version 1 object (testdata/golden/wal2json/transaction.json):
+// the changes in order, the transactional message among them, the truncate
+// left out as the plugin leaves it out, and nextlsn = the commit's EndLSN.
+func TestWal2JSONTransaction(t *testing.T) {
+	enc, err := New(FormatWal2JSON, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	// The events in transaction order: begin, the changes, commit.
+	evs := testEvents()
+	order := []*event.Event{evs[9].ev}
+	for _, tc := range evs[:8] {
+		order = append(order, tc.ev)
+	}
+	order = append(order, evs[10].ev)
+	out = nil
+	for _, e := range order {
+		if out, err = enc.Encode(out, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if enc.(TxFramer).InFrame() {
+		t.Fatal("still in a frame after the commit")
+	}
+	var v struct {
+		XID       uint32            `json:"xid"`
+		NextLSN   string            `json:"nextlsn"`
+		Timestamp string            `json:"timestamp"`
+		Change    []json.RawMessage `json:"change"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, out)
+	}
+	if v.XID != 732 || v.NextLSN != "0/16B37D0" || v.Timestamp != "2026-11-23 04:56:29.368123+00" || len(v.Change) != 7 {
+		t.Errorf("xid %d nextlsn %s timestamp %s, %d changes; want 732, 0/16B37D0, 2026-11-23 04:56:29.368123+00, 7 (no truncate)", v.XID, v.NextLSN, v.Timestamp, len(v.Change))
+	}
+	golden(t, "testdata/golden/wal2json/transaction.json", out)
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s\n got: %s\nwant: %s", path, got, want)
+	}
+}
+
+func TestParseWal2JSONOptions(t *testing.T) {
+	o, err := ParseWal2JSONOptions("include-xids=1, include-timestamp, include-lsn=on,include-typmod=false,include-types=0,include-type-oids=t,include-not-null=yes,include-pk=1,format-version=2,pretty-print=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Wal2JSONOptions{Xids: true, Timestamp: true, LSN: true, NoTypmod: true, NoTypes: true, TypeOids: true, NotNull: true, PK: true}
+	if o != want {
+		t.Errorf("got %+v, want %+v", o, want)
+	}
+	for _, bad := range []string{"include-xids=maybe", "pretty-print=1", "filter-tables=a.b", "nonsense"} {
+		if _, err := ParseWal2JSONOptions(bad); err == nil {
+			t.Errorf("%q: no error", bad)
 		}
 	}
 }
