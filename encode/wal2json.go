@@ -94,10 +94,14 @@ func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
 // event, begin and commit included, and concatenates what Encode appends;
 // InFrame reports whether that output is in the middle of a record (after a
 // begin, before its commit): a line-oriented caller ends a line only when
-// it is false and something was written.
+// it is false and something was written. EndFrame appends what ends an
+// open record whose commit will not come (the stream broke off; the
+// transaction is delivered again), so that what was written of it stays
+// valid, and appends nothing when no record is open.
 type TxFramer interface {
 	Encoder
 	InFrame() bool
+	EndFrame(dst []byte) []byte
 }
 
 // Wal2JSON writes events the way the wal2json output plugin prints them with
@@ -150,6 +154,16 @@ func NewWal2JSON(o Wal2JSONOptions) *Wal2JSON { return &Wal2JSON{Opts: o} }
 
 // InFrame reports whether a transaction's object is open (TxFramer).
 func (w *Wal2JSON) InFrame() bool { return w.inTx }
+
+// EndFrame closes an open transaction object, without nextlsn: the
+// transaction did not end, and comes again (TxFramer).
+func (w *Wal2JSON) EndFrame(dst []byte) []byte {
+	if !w.inTx {
+		return dst
+	}
+	w.inTx = false
+	return append(dst, "]}"...)
+}
 
 // Encode appends the wal2json v1 output of e to dst.
 func (w *Wal2JSON) Encode(dst []byte, e *event.Event) ([]byte, error) {

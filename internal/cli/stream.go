@@ -15,18 +15,19 @@ import (
 )
 
 type streamFlags struct {
-	conn        connFlags
-	slot, pub   string
-	tables      []string
-	create      bool
-	snapshot    bool
-	endpos      string
-	startpos    string
-	withTx      bool
-	withSchema  bool
-	format      string
-	protocol    int
-	flushPeriod time.Duration
+	conn         connFlags
+	slot, pub    string
+	tables       []string
+	create       bool
+	snapshot     bool
+	endpos       string
+	startpos     string
+	withTx       bool
+	withSchema   bool
+	format       string
+	wal2jsonOpts string
+	protocol     int
+	flushPeriod  time.Duration
 }
 
 func newStreamCmd(e *env) *cobra.Command {
@@ -55,14 +56,15 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	fl.StringVar(&f.startpos, "startpos", "", "start at this LSN instead of the slot's confirmed position (later positions only)")
 	fl.BoolVar(&f.withTx, "tx", false, "also print begin and commit events")
 	fl.BoolVar(&f.withSchema, "schema", false, "also print schema events when a table first appears or changes")
-	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json, debezium or cloudevents")
+	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json (one object per transaction), wal2json2 (one per change), debezium or cloudevents")
+	fl.StringVar(&f.wal2jsonOpts, "wal2json-options", "include-xids,include-timestamp,include-lsn", "with --format wal2json or wal2json2: the plugin's options, as pg_recvlogical -o takes them, comma-separated")
 	fl.IntVar(&f.protocol, "protocol", 0, "pgoutput protocol version 1 or 2 (default: 2 on PostgreSQL 14+)")
 	fl.DurationVar(&f.flushPeriod, "flush-interval", time.Second, "longest time output stays buffered (and unacked) under load")
 	return c
 }
 
 func runStream(ctx context.Context, e *env, f *streamFlags) error {
-	enc, err := lineEncoder(f.format)
+	enc, err := lineEncoder(f.format, f.wal2jsonOpts)
 	if err != nil {
 		return err
 	}
@@ -109,7 +111,9 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 		// stream's to finish, not to start again).
 		opened, cfg.ExpectSlot, cfg.StartLSN = true, true, 0
 		out.s, out.delivered = s, 0
-		err = pump(ctx, s, out, enc, f.withTx)
+		// wal2json2's begin and commit are actions of their own, printed
+		// by default like the plugin prints them.
+		err = pump(ctx, s, out, enc, f.withTx || f.format == encode.FormatWal2JSON2)
 		if ferr := out.flushAndAck(); err == nil && ferr != nil {
 			err = ferr
 		}
@@ -202,6 +206,15 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 	seen := out.complete
 	open := false // inside a transaction, after its begin
 	next := ctx
+	framer, _ := enc.(encode.TxFramer) // wal2json: one line per transaction
+	if framer != nil && framer.InFrame() {
+		// The last stream ended inside a transaction: end its line, so
+		// that it stays valid JSON. The transaction comes again whole.
+		buf = append(framer.EndFrame(buf[:0]), '\n')
+		if _, err := out.w.Write(buf); err != nil {
+			return fmt.Errorf("%w: %w", errOutput, err)
+		}
+	}
 	for {
 		ev, err := s.Next(next)
 		if err != nil && ctx.Err() != nil && open && next == ctx {
@@ -221,11 +234,15 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 			return err
 		}
 		again := ev.CommitLSN <= seen && ev.Op != event.OpRead
-		if !again && ((ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx) {
+		if !again && ((ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx || framer != nil) {
 			if buf, err = enc.Encode(buf[:0], ev); err != nil {
 				return fmt.Errorf("encoding %s event at %s: %w", ev.Op, ev.LSN, err)
 			}
-			buf = append(buf, '\n')
+			// A framing encoder's line is a whole transaction; an event
+			// it writes nothing for (wal2json leaves some out) is no line.
+			if len(buf) > 0 && (framer == nil || !framer.InFrame()) {
+				buf = append(buf, '\n')
+			}
 			if _, err := out.w.Write(buf); err != nil {
 				return fmt.Errorf("%w: %w", errOutput, err)
 			}
@@ -280,13 +297,21 @@ func (a *ackingWriter) flushAndAck() error {
 func newLineWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 64<<10) }
 
 // lineEncoder returns the encoder of a text format, one event per line.
-func lineEncoder(format string) (encode.Encoder, error) {
+func lineEncoder(format, wal2jsonOpts string) (encode.Encoder, error) {
 	if format == encode.FormatAvro {
 		return nil, fmt.Errorf("invalid --format avro: Avro is binary and has no line form; use it in a pipeline sink (pgfeed run)")
 	}
-	enc, err := encode.New(format, encode.Options{})
+	var opts encode.Options
+	if format == encode.FormatWal2JSON || format == encode.FormatWal2JSON2 {
+		w, err := encode.ParseWal2JSONOptions(wal2jsonOpts)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --wal2json-options: %w", err)
+		}
+		opts.Wal2JSON = &w
+	}
+	enc, err := encode.New(format, opts)
 	if err != nil {
-		return nil, fmt.Errorf("invalid --format %q: want json, wal2json, debezium or cloudevents", format)
+		return nil, fmt.Errorf("invalid --format %q: want json, wal2json, wal2json2, debezium or cloudevents", format)
 	}
 	return enc, nil
 }
