@@ -680,6 +680,10 @@ func appendTypeMod(dst []byte, t *event.Type, typmod int32) ([]byte, bool) {
 			dst = appendInt(dst, scale)
 			return append(dst, ')'), true
 		}
+	case oidInterval:
+		if typmod >= 0 {
+			return appendIntervalMod(append(dst, "interval"...), typmod), true
+		}
 	case oidBit, oidVarbit:
 		if typmod >= 0 {
 			return appendParen(append(dst, t.Name...), int64(typmod)), true
@@ -699,6 +703,25 @@ func appendTypeMod(dst []byte, t *event.Type, typmod int32) ([]byte, bool) {
 		}
 	}
 	return dst, false
+}
+
+// intervalFields are intervaltypmodout's names of an interval's field
+// masks (INTERVAL DAY TO SECOND and the like), by the mask of their bits.
+var intervalFields = map[int32]string{
+	1 << 2: " year", 1 << 1: " month", 1 << 3: " day", 1 << 10: " hour", 1 << 11: " minute", 1 << 12: " second",
+	1<<2 | 1<<1: " year to month", 1<<3 | 1<<10: " day to hour", 1<<3 | 1<<10 | 1<<11: " day to minute",
+	1<<3 | 1<<10 | 1<<11 | 1<<12: " day to second", 1<<10 | 1<<11: " hour to minute",
+	1<<10 | 1<<11 | 1<<12: " hour to second", 1<<11 | 1<<12: " minute to second",
+}
+
+// appendIntervalMod appends an interval's modifier as intervaltypmodout
+// prints it: its fields, then its precision ("interval day to second(3)").
+func appendIntervalMod(dst []byte, typmod int32) []byte {
+	dst = append(dst, intervalFields[(typmod>>16)&0x7fff]...)
+	if p := typmod & 0xffff; p != 0xffff {
+		dst = appendParen(dst, int64(p))
+	}
+	return dst
 }
 
 func appendParen(dst []byte, n int64) []byte {

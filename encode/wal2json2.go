@@ -155,7 +155,10 @@ func appendV2Change(dst []byte, e *event.Event, o *Wal2JSONOptions) []byte {
 	}
 	if o.PK {
 		dst = append(dst, `,"pk":[`...)
-		if !e.Rel.NoKey && e.Rel.Identity != event.IdentityNothing {
+		// The key columns are the primary key's but under REPLICA
+		// IDENTITY INDEX, where they are the index's, and pgoutput does not
+		// say whether there is a primary key too: pk is empty there.
+		if !e.Rel.NoKey && e.Rel.Identity != event.IdentityIndex {
 			row := e.Before
 			if row == nil {
 				row = e.After

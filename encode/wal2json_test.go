@@ -63,6 +63,9 @@ func TestWal2JSONTypeNames(t *testing.T) {
 		{typ(1266), 6, `"time(6) with time zone"`},
 		{typ(1560), 8, `"bit(8)"`},
 		{typ(1562), 8, `"bit varying(8)"`},
+		{typ(1186), 0x7fff<<16 | 3, `"interval(3)"`},
+		{typ(1186), (1<<3|1<<10|1<<11|1<<12)<<16 | 0xffff, `"interval day to second"`},
+		{typ(1186), (1<<10|1<<11)<<16 | 0xffff, `"interval hour to minute"`},
 		{arrayOf(1015), 14, `"character varying(10)[]"`},
 		{arrayOf(1007), -1, `"integer[]"`},
 		{typ(18), -1, `"char"`}, // format_type quotes it; wal2json prints the quotes as the JSON string's
