@@ -9,25 +9,30 @@ import (
 )
 
 // Debezium writes events in the envelope of Debezium's PostgreSQL connector
-// (the 2.x shape, without the ts_us/ts_ns fields of later releases), so
-// consumers written for Debezium read pgfeed unchanged:
+// (the 2.6+ shape: envelope version 2, ts_us and ts_ns), so consumers
+// written for Debezium read pgfeed unchanged:
 //
 //	{"schema":{...},"payload":{"before":null,"after":{"id":2,"data":"2"},
 //	 "source":{"version":"pgfeed","connector":"postgresql","name":"pgfeed","ts_ms":1795237...,
 //	   "snapshot":"false","db":"app","sequence":"[\"23791520\",\"23791432\"]",
+//	   "ts_us":1795237...,"ts_ns":1795237...,
 //	   "schema":"public","table":"data","txId":732,"lsn":23791432,"xmin":null},
-//	 "op":"c","ts_ms":1795237...,"transaction":null}}
+//	 "transaction":null,"op":"c","ts_ms":1795237...,"ts_us":..,"ts_ns":..}}
 //
 // The "schema" part is the Kafka Connect schema JsonConverter writes with
 // schemas.enable=true, Debezium's default; Options.DebeziumPayloadOnly
-// leaves it out and writes the payload object alone.
+// leaves it out and writes the payload object alone. Each row event also
+// has a key record (EncodeKey: the primary key columns, with the schema
+// "<server>.<schema>.<table>.Key"), and each delete is followed by a
+// tombstone (Tombstone) unless Options.DebeziumNoTombstones.
 //
 // Envelope fields: op is c (insert), u (update), d (delete), r (read, a
 // snapshot row) or t (truncate). source.ts_ms is the commit time in
-// milliseconds (the processing time when an event has none, like Debezium's
-// snapshot rows); payload ts_ms is when pgfeed encoded the event
-// (Options.Now). source.lsn is the change's own WAL position as a number and
-// txId the transaction id (null when zero). source.sequence is the JSON text
+// milliseconds, ts_us and ts_ns in micro- and nanoseconds (the processing
+// time when an event has none, like Debezium's snapshot rows); payload
+// ts_ms, ts_us and ts_ns are when pgfeed encoded the event (Options.Now).
+// source.lsn is the change's own WAL position as a number and txId the
+// transaction id (null when zero). source.sequence is the JSON text
 // of ["commit LSN","LSN"] in decimal: Debezium puts the previous commit
 // there; pgfeed puts the event's own transaction's commit, which is equally
 // monotonic in delivery order and, unlike the previous commit, identifies
@@ -38,7 +43,7 @@ import (
 // Debezium, before carries what Postgres sent: null on updates under
 // REPLICA IDENTITY DEFAULT that keep the key, the key columns (others null)
 // on such deletes, the whole old row under FULL. Tombstones after deletes
-// are a Kafka concern and left to the Kafka sink.
+// are records of their own: see Tombstone.
 //
 // Column values follow Debezium's defaults where that is cheap and exact,
 // and otherwise the setting a Debezium user would pick:
@@ -112,15 +117,17 @@ func NewDebezium(opts Options) *Debezium {
 		`{"type":"string","optional":false,"field":"connector"},` +
 		`{"type":"string","optional":false,"field":"name"},` +
 		`{"type":"int64","optional":false,"field":"ts_ms"},` +
-		`{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,last,false,incremental"},"default":"false","field":"snapshot"},` +
+		`{"type":"string","optional":true,"name":"io.debezium.data.Enum","version":1,"parameters":{"allowed":"true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},"default":"false","field":"snapshot"},` +
 		`{"type":"string","optional":false,"field":"db"},` +
 		`{"type":"string","optional":true,"field":"sequence"},` +
+		`{"type":"int64","optional":true,"field":"ts_us"},` +
+		`{"type":"int64","optional":true,"field":"ts_ns"},` +
 		`{"type":"string","optional":false,"field":"schema"},` +
 		`{"type":"string","optional":false,"field":"table"},` +
 		`{"type":"int64","optional":true,"field":"txId"},` +
 		`{"type":"int64","optional":true,"field":"lsn"},` +
 		`{"type":"int64","optional":true,"field":"xmin"}` +
-		`],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}`)
+		`],"optional":false,"name":"io.debezium.connector.postgresql.Source","version":1,"field":"source"}`)
 	d.rels.build = d.buildRelation
 	return d
 }
@@ -152,8 +159,9 @@ func (d *Debezium) Encode(dst []byte, e *event.Event) ([]byte, error) {
 
 // dbzRelation is what the encoder derives once per table shape.
 type dbzRelation struct {
-	schema []byte // the envelope's Kafka Connect schema
-	cols   []dbzColumn
+	schema    []byte // the envelope's Kafka Connect schema
+	keySchema []byte // the key's; nil for a table without key
+	cols      []dbzColumn
 }
 
 type dbzColumn struct {
@@ -202,11 +210,35 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 	s = append(s, value("after")...)
 	s = append(s, ',')
 	s = append(s, d.sourceSchema...)
-	s = append(s, `,{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},`...)
-	s = append(s, `{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}`...)
+	s = append(s, `,{"type":"struct","fields":[{"type":"string","optional":false,"field":"id"},{"type":"int64","optional":false,"field":"total_order"},{"type":"int64","optional":false,"field":"data_collection_order"}],"optional":true,"name":"event.block","version":1,"field":"transaction"}`...)
+	s = append(s, `,{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"},{"type":"int64","optional":true,"field":"ts_us"},{"type":"int64","optional":true,"field":"ts_ns"}`...)
 	s = append(s, `],"optional":false,"name":`...)
 	s = event.AppendJSONString(s, prefix+".Envelope")
-	r.schema = append(s, `,"version":1}`...)
+	r.schema = append(s, `,"version":2}`...)
+
+	// The key: the primary key's (or replica identity index's) columns,
+	// none for a table without either, whose records Debezium sends
+	// without a key.
+	if !rel.NoKey {
+		k := append([]byte(nil), `{"type":"struct","fields":[`...)
+		n := 0
+		for i := range rel.Columns {
+			col := &rel.Columns[i]
+			if !col.Key {
+				continue
+			}
+			if n > 0 {
+				k = append(k, ',')
+			}
+			n++
+			k, _, _ = appendDebeziumField(k, col, false)
+		}
+		if n > 0 {
+			k = append(k, `],"optional":false,"name":`...)
+			k = event.AppendJSONString(k, prefix+".Key")
+			r.keySchema = append(k, '}')
+		}
+	}
 	return r, nil
 }
 
@@ -361,7 +393,7 @@ func (d *Debezium) appendChange(dst []byte, e *event.Event) ([]byte, error) {
 	dst = append(dst, `,"source":`...)
 	now := d.opts.now()
 	dst = d.appendSource(dst, e, e.Schema, e.Table, now)
-	dst = append(dst, `,"op":"`...)
+	dst = append(dst, `,"transaction":null,"op":"`...)
 	switch e.Op {
 	case event.OpInsert:
 		dst = append(dst, 'c')
@@ -374,13 +406,94 @@ func (d *Debezium) appendChange(dst []byte, e *event.Event) ([]byte, error) {
 	case event.OpTruncate:
 		dst = append(dst, 't')
 	}
-	dst = append(dst, `","ts_ms":`...)
-	dst = appendInt(dst, now.UnixMilli())
-	dst = append(dst, `,"transaction":null}`...)
+	dst = append(dst, '"')
+	dst = appendTimes(dst, now)
+	dst = append(dst, '}')
 	if !d.opts.DebeziumPayloadOnly {
 		dst = append(dst, '}')
 	}
 	return dst, nil
+}
+
+// appendTimes appends "ts_ms", "ts_us" and "ts_ns" of t.
+func appendTimes(dst []byte, t time.Time) []byte {
+	dst = append(dst, `,"ts_ms":`...)
+	dst = appendInt(dst, t.UnixMilli())
+	dst = append(dst, `,"ts_us":`...)
+	dst = appendInt(dst, t.UnixMicro())
+	dst = append(dst, `,"ts_ns":`...)
+	return appendInt(dst, t.UnixNano())
+}
+
+// EncodeKey appends the Kafka record key Debezium gives a row event: a
+// struct of the table's primary key (or replica identity index) columns,
+// {"schema":{..,"name":"<server>.<schema>.<table>.Key"},"payload":{"id":2}}
+// (the payload alone with DebeziumPayloadOnly), with the columns' value
+// encodings. It reports false, and appends nothing, for events without a
+// key: tables without primary key or identity index, which Debezium sends
+// with a null key, and events that are not row changes (KeyEncoder).
+func (d *Debezium) EncodeKey(dst []byte, e *event.Event) ([]byte, bool, error) {
+	if e == nil || e.Rel == nil || !e.Op.IsRowChange() {
+		return dst, false, nil
+	}
+	r, err := d.rels.get(e.Rel)
+	if err != nil || r.keySchema == nil {
+		return dst, false, err
+	}
+	start := len(dst)
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, `{"schema":`...)
+		dst = append(dst, r.keySchema...)
+		dst = append(dst, `,"payload":`...)
+	}
+	dst = append(dst, '{')
+	n := 0
+	for i := range e.Rel.Columns {
+		col := &e.Rel.Columns[i]
+		if !col.Key {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		n++
+		dst = event.AppendJSONString(dst, col.Name)
+		dst = append(dst, ':')
+		v, ok := keyValue(e.After, i)
+		if !ok {
+			v, ok = keyValue(e.Before, i)
+		}
+		if !ok || v.State != event.Text {
+			dst = append(dst, "null"...)
+			continue
+		}
+		if dst, err = appendDebeziumValue(dst, v.Raw, col, r.cols[i].conv); err != nil {
+			return dst[:start], false, fmt.Errorf("encoding the key of %s.%s, column %q, as debezium: %w", e.Schema, e.Table, col.Name, err)
+		}
+	}
+	dst = append(dst, '}')
+	if !d.opts.DebeziumPayloadOnly {
+		dst = append(dst, '}')
+	}
+	return dst, true, nil
+}
+
+// keyValue returns column i of row if the row holds a value for it: an
+// update that leaves a TOASTed key column alone sends it in the old row only.
+func keyValue(row event.Row, i int) (event.Value, bool) {
+	if i >= len(row) {
+		return event.Value{}, false
+	}
+	v := row[i]
+	return v, v.State == event.Text || v.State == event.Null
+}
+
+// Tombstone reports whether e is followed by a tombstone, a record with
+// e's key and a null value, so that Kafka's log compaction can drop the
+// key: after every delete of a table with a key, unless
+// DebeziumNoTombstones (Debezium's tombstones.on.delete) (Tombstoner).
+func (d *Debezium) Tombstone(e *event.Event) bool {
+	return !d.opts.DebeziumNoTombstones && e != nil && e.Op == event.OpDelete && e.Rel != nil && !e.Rel.NoKey
 }
 
 // appendRow writes every column of the relation, as JsonConverter does for a
@@ -475,7 +588,11 @@ func (d *Debezium) appendSource(dst []byte, e *event.Event, schema, table string
 	}
 	dst = append(dst, `,\"`...)
 	dst = appendUint(dst, uint64(e.LSN))
-	dst = append(dst, `\"]","schema":`...)
+	dst = append(dst, `\"]","ts_us":`...)
+	dst = appendInt(dst, ts.UnixMicro())
+	dst = append(dst, `,"ts_ns":`...)
+	dst = appendInt(dst, ts.UnixNano())
+	dst = append(dst, `,"schema":`...)
 	dst = event.AppendJSONString(dst, schema)
 	dst = append(dst, `,"table":`...)
 	dst = event.AppendJSONString(dst, table)

@@ -445,3 +445,61 @@ func TestDebeziumKeyOptionality(t *testing.T) {
 		}
 	}
 }
+
+// TestDebeziumKey checks the key record of every row event against
+// testdata/golden/debezium/key/<case>.json (Debezium's documented key:
+// {"schema":{"type":"struct","fields":[{"type":"int32","optional":false,
+// "field":"id"}],"optional":false,"name":"<server>.<schema>.<table>.Key"},
+// "payload":{"id":2}}), that the payload agrees with its own schema, that
+// a table without key has no key record (Debezium sends a null key), and
+// that deletes of keyed tables, and only they, are followed by a tombstone.
+func TestDebeziumKey(t *testing.T) {
+	enc := NewDebezium(testOptions())
+	var _ KeyEncoder = enc
+	var _ Tombstoner = enc
+	for _, tc := range testEvents() {
+		key, ok, err := enc.EncodeKey(nil, tc.ev)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		keyed := tc.ev.Op.IsRowChange() && !tc.ev.Rel.NoKey
+		if ok != keyed || (!ok && len(key) > 0) {
+			t.Errorf("%s: key %q, %v; want a key: %v", tc.name, key, ok, keyed)
+		}
+		if want := tc.ev.Op == event.OpDelete && keyed; enc.Tombstone(tc.ev) != want {
+			t.Errorf("%s: tombstone %v, want %v", tc.name, !want, want)
+		}
+		if !ok {
+			continue
+		}
+		golden(t, "testdata/golden/debezium/key/"+tc.name+".json", key)
+		msg := decodeJSON(t, key)
+		schema := msg["schema"].(map[string]any)
+		if want := "pgfeed." + tc.ev.Schema + "." + tc.ev.Table + ".Key"; schema["name"] != want || schema["optional"] != false {
+			t.Errorf("%s: key schema %v (optional %v), want %s, not optional", tc.name, schema["name"], schema["optional"], want)
+		}
+		payload := msg["payload"].(map[string]any)
+		fields := schema["fields"].([]any)
+		if len(fields) != len(payload) {
+			t.Errorf("%s: %d key fields, %d payload values", tc.name, len(fields), len(payload))
+		}
+		for _, f := range fields {
+			f := f.(map[string]any)
+			v, present := payload[f["field"].(string)]
+			if !present || v == nil || f["optional"] != false || !matchesConnectType(v, f["type"].(string)) {
+				t.Errorf("%s: key field %v = %#v does not match its schema %v", tc.name, f["field"], v, f)
+			}
+		}
+	}
+	off := NewDebezium(Options{DebeziumNoTombstones: true})
+	for _, tc := range testEvents() {
+		if off.Tombstone(tc.ev) {
+			t.Errorf("%s: a tombstone with DebeziumNoTombstones", tc.name)
+		}
+	}
+	payloadOnly := NewDebezium(Options{DebeziumPayloadOnly: true})
+	ev := testEvents()[0].ev
+	if key, _, _ := payloadOnly.EncodeKey(nil, ev); string(key) != `{"id":2}` {
+		t.Errorf("payload-only key %s, want {\"id\":2}", key)
+	}
+}

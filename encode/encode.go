@@ -18,6 +18,23 @@ type Encoder interface {
 	Encode(dst []byte, e *event.Event) ([]byte, error)
 }
 
+// KeyEncoder is implemented by formats whose records carry a key of their
+// own, such as Debezium's key record with its schema: a sink's record key
+// is then EncodeKey's output instead of the native JSON key. EncodeKey
+// appends the key of e to dst and reports whether e has one; without one
+// the record has no key.
+type KeyEncoder interface {
+	EncodeKey(dst []byte, e *event.Event) ([]byte, bool, error)
+}
+
+// Tombstoner is implemented by formats that follow some events with a
+// tombstone: a record with the same key and a nil value (sink.Record.Value),
+// which a compacted Kafka topic takes as "forget this key". Debezium writes
+// one after each delete.
+type Tombstoner interface {
+	Tombstone(e *event.Event) bool
+}
+
 // The format names accepted by New.
 const (
 	FormatJSON        = "json"
@@ -55,6 +72,12 @@ type Options struct {
 	// writes with its default converter settings, so consumers written for a
 	// stock Debezium deployment work unchanged.
 	DebeziumPayloadOnly bool
+
+	// DebeziumNoTombstones leaves out the tombstone (a record with the
+	// delete's key and a null value) that follows each delete, like
+	// Debezium's tombstones.on.delete=false. The default writes them, as
+	// Debezium does, so compacted topics forget deleted rows.
+	DebeziumNoTombstones bool
 
 	// DebeziumVersion is what Debezium events report in source.version.
 	// Default "pgfeed": the events are not made by a Debezium release, and a
