@@ -112,8 +112,14 @@ func (w *worker) write(ctx context.Context, b batch) error {
 	w.records = w.records[:0]
 	w.buf = w.buf[:0]
 	var durable event.LSN
-	type span struct{ start, end int }
+	type span struct{ start, end int } // start < 0: nil (a tombstone's value, no key)
 	spans := make([]span, 0, len(b.events))
+	var keySpans []span // with RecordKeys, the key of each record
+	keyEnc, _ := w.k.Encoder.(encode.KeyEncoder)
+	tomb, _ := w.k.Encoder.(encode.Tombstoner)
+	if !w.k.RecordKeys {
+		keyEnc, tomb = nil, nil
+	}
 	var poison []poisoned
 	for _, e := range b.events {
 		if e.Op == event.OpCommit || (e.Op == event.OpMessage && !e.Message.Transactional) {
@@ -137,13 +143,48 @@ func (w *worker) write(ctx context.Context, b batch) error {
 			poison = append(poison, poisoned{rec: rec, err: err, order: 2 * len(w.records)})
 			continue
 		}
-		spans = append(spans, span{start, len(w.buf)})
+		valueSpan := span{start, len(w.buf)}
+		keySpan := span{-1, -1}
+		if keyEnc != nil {
+			var ok bool
+			kstart := len(w.buf)
+			if w.buf, ok, err = keyEnc.EncodeKey(w.buf, rec.Event); err != nil {
+				w.buf = w.buf[:start]
+				err = fmt.Errorf("encoding the key of %s event at %s: %w", e.Op, e.LSN, err)
+				if w.dl == nil {
+					return &errStuck{err}
+				}
+				poison = append(poison, poisoned{rec: rec, err: err, order: 2 * len(w.records)})
+				continue
+			}
+			if ok {
+				keySpan = span{kstart, len(w.buf)}
+			}
+		}
 		rec.Source = w.r.src.Name
+		spans = append(spans, valueSpan)
+		keySpans = append(keySpans, keySpan)
 		w.records = append(w.records, rec)
+		if tomb != nil && keySpan.start >= 0 && tomb.Tombstone(rec.Event) {
+			spans = append(spans, span{-1, -1})
+			keySpans = append(keySpans, keySpan)
+			w.records = append(w.records, rec)
+		}
 	}
 	// Values point into one buffer, filled first so that it no longer grows.
 	for i := range w.records {
-		w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
+		if spans[i].start >= 0 {
+			w.records[i].Value = w.buf[spans[i].start:spans[i].end:spans[i].end]
+		} else {
+			w.records[i].Value = nil
+		}
+		if keyEnc != nil {
+			if k := keySpans[i]; k.start >= 0 {
+				w.records[i].Key = w.buf[k.start:k.end:k.end]
+			} else {
+				w.records[i].Key = nil
+			}
+		}
 	}
 	if len(w.records) > 0 {
 		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
