@@ -3,6 +3,7 @@ package encode
 import (
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/pgfeed/pgfeed/event"
@@ -181,6 +182,20 @@ const (
 	dbzMicroTime                     // microseconds since midnight
 	dbzMilliTime                     // milliseconds since midnight
 	dbzZonedTime                     // "HH:MM:SS.ffffffZ"
+	dbzDecimal                       // Kafka Connect Decimal: base64 of the unscaled two's complement
+	dbzVariableDecimal               // io.debezium.data.VariableScaleDecimal: {"scale":..,"value":..}
+	dbzDouble                        // a numeric as a JSON number
+	dbzMicroDuration                 // an interval in microseconds
+	dbzMoney                         // money as a Decimal of scale 2
+	dbzMoneyText                     // money as a decimal string
+	dbzMoneyDouble                   // money as a JSON number
+)
+
+// The decimal.handling.mode values of Options.DebeziumDecimalHandling.
+const (
+	DecimalPrecise = "precise"
+	DecimalString  = "string"
+	DecimalDouble  = "double"
 )
 
 func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
@@ -192,7 +207,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 			fields = append(fields, ',')
 		}
 		var conv dbzConv
-		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.NoKey)
+		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.NoKey, d.opts.DebeziumDecimalHandling)
 		r.cols[i].conv = conv
 	}
 	prefix := d.opts.serverName() + "." + rel.Schema + "." + rel.Table
@@ -231,7 +246,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 				k = append(k, ',')
 			}
 			n++
-			k, _, _ = appendDebeziumField(k, col, false)
+			k, _, _ = appendDebeziumField(k, col, false, d.opts.DebeziumDecimalHandling)
 		}
 		if n > 0 {
 			k = append(k, `],"optional":false,"name":`...)
@@ -244,7 +259,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 
 // appendDebeziumField appends the Kafka Connect schema of one column and
 // returns how its values are converted and what an unavailable value is.
-func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbzConv, string) {
+func appendDebeziumField(dst []byte, col *event.Column, noKey bool, decimals string) ([]byte, dbzConv, string) {
 	const unavailable = `"` + debeziumUnavailable + `"`
 	var (
 		typ         = "string"
@@ -252,6 +267,8 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbz
 		conv        = dbzNative
 		placeholder = unavailable
 		items       string
+		params      string // the schema's "parameters" object
+		structOf    string // the fields of a struct schema
 	)
 	t := col.Type
 	if t == nil {
@@ -261,6 +278,23 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbz
 	switch t.Kind {
 	case event.KindInt:
 		typ = intSchemaType(t)
+	case event.KindNumeric:
+		switch decimals {
+		case DecimalString:
+			conv = dbzText
+		case DecimalDouble:
+			typ, conv = "double", dbzDouble
+		default: // precise
+			if col.TypeMod >= 4 {
+				m := int64(col.TypeMod) - 4
+				precision, scale := (m>>16)&0xffff, ((m&0x7ff)^1024)-1024
+				typ, name, conv = "bytes", "org.apache.kafka.connect.data.Decimal", dbzDecimal
+				params = `{"scale":"` + strconv.FormatInt(scale, 10) + `","connect.decimal.precision":"` + strconv.FormatInt(precision, 10) + `"}`
+			} else {
+				typ, name, conv = "struct", "io.debezium.data.VariableScaleDecimal", dbzVariableDecimal
+				structOf = `[{"type":"int32","optional":false,"field":"scale"},{"type":"bytes","optional":false,"field":"value"}]`
+			}
+		}
 	case event.KindFloat:
 		typ = floatSchemaType(t)
 	case event.KindBool:
@@ -300,6 +334,18 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbz
 			}
 		case oidTimetz:
 			name, conv = "io.debezium.time.ZonedTime", dbzZonedTime
+		case oidInterval:
+			typ, name, conv = "int64", "io.debezium.time.MicroDuration", dbzMicroDuration
+		case oidMoney:
+			switch decimals {
+			case DecimalString:
+				conv = dbzMoneyText
+			case DecimalDouble:
+				typ, conv = "double", dbzMoneyDouble
+			default:
+				typ, name, conv = "bytes", "org.apache.kafka.connect.data.Decimal", dbzMoney
+				params = `{"scale":"2"}`
+			}
 		case oidUUID:
 			name = "io.debezium.data.Uuid"
 		case oidXML:
@@ -312,6 +358,10 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbz
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, typ...)
 	dst = append(dst, '"')
+	if structOf != "" {
+		dst = append(dst, `,"fields":`...)
+		dst = append(dst, structOf...)
+	}
 	if items != "" {
 		dst = append(dst, `,"items":{"type":"`...)
 		dst = append(dst, items...)
@@ -329,6 +379,10 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool) ([]byte, dbz
 		dst = append(dst, `,"name":"`...)
 		dst = append(dst, name...)
 		dst = append(dst, `","version":1`...)
+	}
+	if params != "" {
+		dst = append(dst, `,"parameters":`...)
+		dst = append(dst, params...)
 	}
 	dst = append(dst, `,"field":`...)
 	dst = event.AppendJSONString(dst, col.Name)
@@ -551,6 +605,12 @@ func appendDebeziumValue(dst, raw []byte, col *event.Column, conv dbzConv) ([]by
 			if conv == dbzMilliTime {
 				us /= 1000
 			}
+			return appendInt(dst, us), nil
+		}
+	case dbzDecimal, dbzVariableDecimal, dbzDouble, dbzMoney, dbzMoneyText, dbzMoneyDouble:
+		return appendDebeziumDecimal(dst, raw, col, conv)
+	case dbzMicroDuration:
+		if us, ok := parseIntervalMicros(raw); ok {
 			return appendInt(dst, us), nil
 		}
 	case dbzZonedTime:

@@ -182,7 +182,7 @@ func TestDebeziumValues(t *testing.T) {
 		{after, "id", int64(2)},
 		{after, "small", int64(-32768)},
 		{after, "big", int64(math.MaxInt64)},
-		{after, "amount", "12.50"},
+		{after, "amount", "BOI="}, // 1250 (scale 2) as Kafka Connect's Decimal bytes
 		{after, "data", "hello \"quoted\"\nworld"},
 		{after, "name", "naïve"},
 		{after, "flag", true},
@@ -195,7 +195,7 @@ func TestDebeziumValues(t *testing.T) {
 		{after, "created", "2026-11-23T04:56:29.368123Z"},
 		{after, "tz", "23:26:29.368123Z"},
 		{after, "uid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
-		{after2, "amount", "NaN"},
+		{after2, "amount", nil}, // a Decimal has no NaN
 		{after2, "ratio", "-Infinity"},
 		{after2, "created", "infinity"},
 		{after2, "day", bc44.Unix() / 86400},
@@ -331,6 +331,9 @@ func matchesConnectType(v any, typ string) bool {
 		return err == nil
 	case "array":
 		_, ok := v.([]any)
+		return ok
+	case "struct":
+		_, ok := v.(map[string]any)
 		return ok
 	}
 	return false
@@ -501,5 +504,67 @@ func TestDebeziumKey(t *testing.T) {
 	ev := testEvents()[0].ev
 	if key, _, _ := payloadOnly.EncodeKey(nil, ev); string(key) != `{"id":2}` {
 		t.Errorf("payload-only key %s, want {\"id\":2}", key)
+	}
+}
+
+// TestDebeziumDecimalsAndDurations checks the encodings Debezium documents
+// for numeric (decimal.handling.mode precise, string, double), money and
+// interval (MicroDuration, months of 365.25/12 days), value by value.
+func TestDebeziumDecimalsAndDurations(t *testing.T) {
+	b64 := func(b ...byte) string { return `"` + base64.StdEncoding.EncodeToString(b) + `"` }
+	numeric102 := &event.Column{Name: "n", Type: typ(1700), TypeMod: numericMod(10, 2)}
+	numeric := &event.Column{Name: "n", Type: typ(1700), TypeMod: -1}
+	money := &event.Column{Name: "m", Type: typ(790), TypeMod: -1}
+	interval := &event.Column{Name: "i", Type: typ(1186), TypeMod: -1}
+	tests := []struct {
+		col  *event.Column
+		mode string
+		raw  string
+		want string
+	}{
+		{numeric102, "", "12.50", b64(0x04, 0xe2)},
+		{numeric102, "", "12.5", b64(0x04, 0xe2)}, // rescaled to the column's scale
+		{numeric102, "", "-1.28", b64(0x80)},
+		{numeric102, "", "-1.29", b64(0xff, 0x7f)},
+		{numeric102, "", "1.28", b64(0x00, 0x80)},
+		{numeric102, "", "0.00", b64(0x00)},
+		{numeric102, "", "-0.01", b64(0xff)},
+		{numeric102, "", "NaN", "null"},
+		{numeric, "", "12345678901234567890.123456789", `{"scale":9,"value":` + b64(0x27, 0xe4, 0x1b, 0x32, 0x46, 0xbe, 0xc9, 0xb1, 0x6e, 0x39, 0x81, 0x15) + `}`},
+		{numeric, "", "-5", `{"scale":0,"value":` + b64(0xfb) + `}`},
+		{numeric, "", "Infinity", "null"},
+		{numeric102, DecimalString, "12.50", `"12.50"`},
+		{numeric, DecimalString, "NaN", `"NaN"`},
+		{numeric102, DecimalDouble, "12.50", `12.50`},
+		{numeric, DecimalDouble, "NaN", `"NaN"`},
+		{money, "", "$1,234.56", b64(0x01, 0xe2, 0x40)},
+		{money, "", "-$0.01", b64(0xff)},
+		{money, DecimalString, "$1,234.56", `"1234.56"`},
+		{money, DecimalDouble, "-$1,234.56", `-1234.56`},
+		{interval, "", "1 year 2 mons 3 days 04:05:06.789", "37091106789000"},
+		{interval, "", "-00:00:01.5", "-1500000"},
+		{interval, "", "-1 days +02:00:00", "-79200000000"},
+		{interval, "", "100:00:00", "360000000000"},
+		{interval, "", "00:00:00", "0"},
+	}
+	for _, tt := range tests {
+		enc := NewDebezium(Options{DebeziumPayloadOnly: true, DebeziumDecimalHandling: tt.mode})
+		rel := &event.Relation{Schema: "s", Table: "t", Identity: event.IdentityDefault, Columns: []event.Column{
+			{Name: "id", Type: typ(23), TypeMod: -1, Key: true}, *tt.col}}
+		e := &event.Event{Op: event.OpInsert, Schema: "s", Table: "t", Rel: rel, After: event.Row{text("1"), text(tt.raw)}}
+		out, err := enc.Encode(nil, e)
+		if err != nil {
+			t.Errorf("%s %q (%s): %v", tt.col.Type.Name, tt.raw, tt.mode, err)
+			continue
+		}
+		var p struct {
+			After map[string]json.RawMessage `json:"after"`
+		}
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(p.After[tt.col.Name]); got != tt.want {
+			t.Errorf("%s %q (%s) = %s, want %s", tt.col.Type.Name, tt.raw, tt.mode, got, tt.want)
+		}
 	}
 }

@@ -73,6 +73,13 @@ type Options struct {
 	// stock Debezium deployment work unchanged.
 	DebeziumPayloadOnly bool
 
+	// DebeziumDecimalHandling is Debezium's decimal.handling.mode for
+	// numeric and money: "precise" (the default, also for ""): Kafka
+	// Connect Decimal bytes for numeric(p,s) and money,
+	// io.debezium.data.VariableScaleDecimal for numeric without scale;
+	// "string": exact decimal strings; "double": JSON numbers.
+	DebeziumDecimalHandling string
+
 	// DebeziumNoTombstones leaves out the tombstone (a record with the
 	// delete's key and a null value) that follows each delete, like
 	// Debezium's tombstones.on.delete=false. The default writes them, as

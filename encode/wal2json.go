@@ -503,6 +503,7 @@ const (
 	oidInt4        = 23
 	oidOID         = 26
 	oidXML         = 142
+	oidMoney       = 790
 	oidFloat4      = 700
 	oidFloat8      = 701
 	oidBpchar      = 1042
