@@ -174,21 +174,21 @@ type dbzColumn struct {
 type dbzConv uint8
 
 const (
-	dbzNative         dbzConv = iota // the native mapping (Value.AppendJSON)
-	dbzText                          // Postgres's text form as a string
-	dbzDate                          // days since the epoch
-	dbzMicroTimestamp                // microseconds since the epoch
-	dbzMilliTimestamp                // milliseconds since the epoch
-	dbzMicroTime                     // microseconds since midnight
-	dbzMilliTime                     // milliseconds since midnight
-	dbzZonedTime                     // "HH:MM:SS.ffffffZ"
-	dbzDecimal                       // Kafka Connect Decimal: base64 of the unscaled two's complement
-	dbzVariableDecimal               // io.debezium.data.VariableScaleDecimal: {"scale":..,"value":..}
-	dbzDouble                        // a numeric as a JSON number
-	dbzMicroDuration                 // an interval in microseconds
-	dbzMoney                         // money as a Decimal of scale 2
-	dbzMoneyText                     // money as a decimal string
-	dbzMoneyDouble                   // money as a JSON number
+	dbzNative          dbzConv = iota // the native mapping (Value.AppendJSON)
+	dbzText                           // Postgres's text form as a string
+	dbzDate                           // days since the epoch
+	dbzMicroTimestamp                 // microseconds since the epoch
+	dbzMilliTimestamp                 // milliseconds since the epoch
+	dbzMicroTime                      // microseconds since midnight
+	dbzMilliTime                      // milliseconds since midnight
+	dbzZonedTime                      // "HH:MM:SS.ffffffZ"
+	dbzDecimal                        // Kafka Connect Decimal: base64 of the unscaled two's complement
+	dbzVariableDecimal                // io.debezium.data.VariableScaleDecimal: {"scale":..,"value":..}
+	dbzDouble                         // a numeric as a JSON number
+	dbzMicroDuration                  // an interval in microseconds
+	dbzMoney                          // money as a Decimal of scale 2
+	dbzMoneyText                      // money as a decimal string
+	dbzMoneyDouble                    // money as a JSON number
 )
 
 // The decimal.handling.mode values of Options.DebeziumDecimalHandling.
