@@ -52,10 +52,13 @@ import (
 //   - real, double precision: numbers (float/double); NaN and ±Infinity are
 //     the strings "NaN", "Infinity", "-Infinity", since JSON has no such
 //     numbers.
-//   - numeric: an exact decimal string, as decimal.handling.mode=string
-//     gives. Debezium's default (precise) writes base64 of an unscaled
-//     big-endian integer, which readers without the Connect schema cannot
-//     decode and which cannot hold NaN or infinity.
+//   - numeric: decimal.handling.mode precise (Options.DebeziumDecimalHandling):
+//     numeric(p,s) as Kafka Connect Decimal (base64 of the unscaled
+//     two's-complement integer, scale and precision in the schema), numeric
+//     without scale as io.debezium.data.VariableScaleDecimal ({"scale":..,
+//     "value":..}); NaN and ±Infinity are null. "string" and "double" write
+//     exact decimal strings or JSON numbers. money: a Decimal of scale 2 (or
+//     a string or number).
 //   - boolean: true/false. bytea: base64 (binary.handling.mode=bytes).
 //   - date: days since 1970-01-01 (io.debezium.time.Date).
 //   - timestamp: microseconds since the epoch (io.debezium.time.MicroTimestamp),
@@ -69,10 +72,10 @@ import (
 //     the values Postgres itself stores for them; timestamptz infinities are
 //     the strings "infinity" and "-infinity".
 //   - json, jsonb: a string holding the JSON text (io.debezium.data.Json);
-//     uuid (io.debezium.data.Uuid), xml (io.debezium.data.Xml), interval,
-//     enums, ranges and every other type: Postgres's text form as a string.
-//     (Debezium writes intervals as approximate microseconds by default; the
-//     text form is exact.)
+//     uuid (io.debezium.data.Uuid), xml (io.debezium.data.Xml), enums,
+//     ranges and every other type: Postgres's text form as a string.
+//   - interval: microseconds (io.debezium.time.MicroDuration), months
+//     counted as 365.25/12 days, as Debezium approximates them.
 //   - arrays: JSON arrays whose elements follow the native mapping (so
 //     elements of date or timestamp arrays are ISO strings); arrays of json
 //     or jsonb are their Postgres text form as a string.
