@@ -10,7 +10,9 @@ import (
 
 // Wal2JSONOptions are the wal2json plugin options pgfeed honours, named
 // after them. The zero value is the plugin's defaults: types with their
-// modifiers, no xids, timestamps, positions, type OIDs or NOT NULL flags.
+// modifiers, no xids, timestamps, positions, type OIDs or NOT NULL flags,
+// every table, and the actions insert, update and delete (format-version 1)
+// or all four (format-version 2).
 type Wal2JSONOptions struct {
 	Xids      bool // include-xids: "xid" of the transaction
 	Timestamp bool // include-timestamp: its commit time
@@ -25,6 +27,17 @@ type Wal2JSONOptions struct {
 	NoTypmod bool
 	NotNull  bool // include-not-null: "columnoptionals", "optional"
 	PK       bool // include-pk: the primary key's columns
+	// NoTransaction is include-transaction=false: format-version 2 writes
+	// no B and C actions.
+	NoTransaction bool
+	// FilterTables (filter-tables) leaves out the changes of these tables;
+	// AddTables (add-tables), when set, keeps only theirs. Both in the
+	// plugin's syntax: "schema.table", "*" for every schema or table, "\"
+	// to escape a character.
+	FilterTables, AddTables []string
+	// Actions (actions) lists the kinds of change written: "insert",
+	// "update", "delete", "truncate". Nil: the plugin's default.
+	Actions []string
 	// Truncates writes truncates in format-version 1 transactions, as a
 	// {"kind":"truncate","schema":..,"table":..} change. The plugin drops
 	// them there (format-version 2 has its "T" action), and so does pgfeed
@@ -32,18 +45,118 @@ type Wal2JSONOptions struct {
 	Truncates bool
 }
 
+// keepTable applies filter-tables and add-tables.
+func (o *Wal2JSONOptions) keepTable(schema, table string) bool {
+	for _, t := range o.FilterTables {
+		if matchWal2JSONTable(t, schema, table) {
+			return false
+		}
+	}
+	if o.AddTables == nil {
+		return true
+	}
+	for _, t := range o.AddTables {
+		if matchWal2JSONTable(t, schema, table) {
+			return true
+		}
+	}
+	return false
+}
+
+// keepAction applies actions; v2 says whether truncate is a default.
+func (o *Wal2JSONOptions) keepAction(op event.Op, v2 bool) bool {
+	name := ""
+	switch op {
+	case event.OpInsert, event.OpRead:
+		name = "insert"
+	case event.OpUpdate:
+		name = "update"
+	case event.OpDelete:
+		name = "delete"
+	case event.OpTruncate:
+		name = "truncate"
+		if o.Actions == nil {
+			return v2
+		}
+	default:
+		return true
+	}
+	if o.Actions == nil {
+		return true
+	}
+	for _, a := range o.Actions {
+		if a == name {
+			return true
+		}
+	}
+	return false
+}
+
+// matchWal2JSONTable matches "schema.table" as the plugin does: a leading
+// "*." is every schema, a trailing ".*" every table, "\" escapes.
+func matchWal2JSONTable(pattern, schema, table string) bool {
+	allSchemas := strings.HasPrefix(pattern, "*.")
+	var sch []byte
+	i := 0
+	for ; i < len(pattern) && pattern[i] != '.'; i++ {
+		if pattern[i] == '\\' && i+1 < len(pattern) {
+			i++
+		}
+		sch = append(sch, pattern[i])
+	}
+	if i >= len(pattern) {
+		return false // no schema: the plugin refuses such a pattern
+	}
+	rest := pattern[i+1:]
+	allTables := rest == "*"
+	var tab []byte
+	for k := 0; k < len(rest); k++ {
+		if rest[k] == '\\' && k+1 < len(rest) {
+			k++
+		}
+		tab = append(tab, rest[k])
+	}
+	return (allSchemas || string(sch) == schema) && (allTables || string(tab) == table)
+}
+
 // ParseWal2JSONOptions reads the plugin's options as pg_recvlogical's -o
 // takes them, comma-separated: "include-xids=1,include-lsn=true". A name
-// alone means true. format-version, pretty-print=0 and write-in-chunks are
-// accepted (the format is chosen by the encoder; output is never pretty).
+// alone means true. The lists of filter-tables, add-tables and actions go
+// on over the commas that follow them ("add-tables=public.a,public.b"): a
+// table has a dot, an action is one of the four names. format-version,
+// write-in-chunks and pretty-print=0 are accepted (the format is chosen by
+// the encoder; output is never pretty).
 func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
 	var o Wal2JSONOptions
+	var list *[]string // the list option the last item opened
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
 		name, val, hasVal := strings.Cut(item, "=")
+		name = strings.TrimSpace(name)
+		if !hasVal && list != nil && (list != &o.Actions && strings.Contains(item, ".") || list == &o.Actions && isWal2JSONAction(item)) {
+			*list = append(*list, item)
+			continue
+		}
+		list = nil
+		switch name {
+		case "filter-tables", "add-tables", "actions":
+			switch name {
+			case "filter-tables":
+				list = &o.FilterTables
+			case "add-tables":
+				list = &o.AddTables
+			default:
+				list = &o.Actions
+			}
+			*list = []string{}
+			if v := strings.TrimSpace(val); v != "" {
+				*list = append(*list, v)
+			}
+			continue
+		}
 		on := true
 		if hasVal && name != "format-version" {
 			switch strings.ToLower(strings.TrimSpace(val)) {
@@ -54,7 +167,7 @@ func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
 				return o, fmt.Errorf("wal2json option %s: %q is not a boolean", name, val)
 			}
 		}
-		switch strings.TrimSpace(name) {
+		switch name {
 		case "include-xids":
 			o.Xids = on
 		case "include-timestamp":
@@ -71,21 +184,39 @@ func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
 			o.NotNull = on
 		case "include-pk":
 			o.PK = on
+		case "include-transaction":
+			o.NoTransaction = !on
 		case "include-truncates":
 			o.Truncates = on
-		case "format-version", "write-in-chunks", "include-schemas", "include-transaction":
-			if name == "include-schemas" && !on || name == "include-transaction" && !on {
-				return o, fmt.Errorf("wal2json option %s=false is not supported", name)
+		case "format-version", "write-in-chunks", "include-unchanged-toast":
+			// The plugin ignores include-unchanged-toast since 2.0, as pgfeed does.
+		case "include-schemas":
+			if !on {
+				return o, fmt.Errorf("wal2json option include-schemas=false is not supported")
 			}
 		case "pretty-print":
 			if on {
 				return o, fmt.Errorf("wal2json option pretty-print is not supported: pgfeed writes one object per line")
 			}
 		default:
-			return o, fmt.Errorf("unknown wal2json option %q: pgfeed supports include-xids, include-timestamp, include-lsn, include-types, include-type-oids, include-typmod, include-not-null, include-pk", name)
+			return o, fmt.Errorf("unknown wal2json option %q: pgfeed supports include-xids, include-timestamp, include-lsn, include-types, include-type-oids, include-typmod, include-not-null, include-pk, include-transaction, filter-tables, add-tables, actions", name)
+		}
+	}
+	for _, a := range o.Actions {
+		if !isWal2JSONAction(a) {
+			return o, fmt.Errorf("wal2json option actions: %q is not insert, update, delete or truncate", a)
+		}
+	}
+	for _, t := range append(append([]string(nil), o.FilterTables...), o.AddTables...) {
+		if !strings.Contains(t, ".") {
+			return o, fmt.Errorf("wal2json table %q: want schema.table (* for every schema or table)", t)
 		}
 	}
 	return o, nil
+}
+
+func isWal2JSONAction(s string) bool {
+	return s == "insert" || s == "update" || s == "delete" || s == "truncate"
 }
 
 // TxFramer is implemented by encoders whose record is a whole transaction
@@ -217,6 +348,9 @@ func (w *Wal2JSON) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		if e.Rel == nil {
 			return dst, errNoRelation(FormatWal2JSON, e)
 		}
+		if !o.keepAction(e.Op, false) || !o.keepTable(e.Schema, e.Table) {
+			return dst, nil
+		}
 		if !w.inTx {
 			dst = append(dst, `{"change":[`...)
 			dst = appendWal2JSONChange(dst, e, o)
@@ -228,6 +362,9 @@ func (w *Wal2JSON) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		dst = w.sep(dst)
 		return appendWal2JSONChange(dst, e, o), nil
 	case event.OpTruncate:
+		if !o.keepTable(e.Schema, e.Table) {
+			return dst, nil
+		}
 		if w.inTx {
 			if !o.Truncates {
 				return dst, nil

@@ -35,6 +35,9 @@ func (w Wal2JSON2) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	o := &w.Opts
 	switch e.Op {
 	case event.OpBegin, event.OpCommit:
+		if o.NoTransaction {
+			return dst, nil
+		}
 		if e.Op == event.OpBegin {
 			dst = append(dst, `{"action":"B"`...)
 		} else {
@@ -56,8 +59,17 @@ func (w Wal2JSON2) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		if e.Rel == nil {
 			return dst, errNoRelation(FormatWal2JSON2, e)
 		}
+		if !o.keepAction(e.Op, true) || !o.keepTable(e.Schema, e.Table) {
+			return dst, nil
+		}
+		if (e.Op == event.OpUpdate || e.Op == event.OpDelete) && e.Before == nil && !hasIdentity(e.Rel) {
+			return dst, nil // no identity to print: the plugin skips it
+		}
 		return appendV2Change(dst, e, o), nil
 	case event.OpTruncate:
+		if !o.keepAction(e.Op, true) || !o.keepTable(e.Schema, e.Table) {
+			return dst, nil
+		}
 		dst = append(dst, `{"action":"T"`...)
 		dst = appendV2TxFields(dst, e, o, true)
 		dst = appendV2LSN(dst, e, o)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/pgfeed/pgfeed/event"
@@ -180,10 +181,36 @@ func TestParseWal2JSONOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Wal2JSONOptions{Xids: true, Timestamp: true, LSN: true, NoTypmod: true, NoTypes: true, TypeOids: true, NotNull: true, PK: true}
-	if o != want {
+	if !reflect.DeepEqual(o, want) {
 		t.Errorf("got %+v, want %+v", o, want)
 	}
-	for _, bad := range []string{"include-xids=maybe", "pretty-print=1", "filter-tables=a.b", "nonsense"} {
+	o, err = ParseWal2JSONOptions("add-tables=public.a,s\\.x.*,include-lsn,filter-tables=*.tmp,actions=insert,delete,include-transaction=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Wal2JSONOptions{LSN: true, NoTransaction: true, AddTables: []string{"public.a", `s\.x.*`}, FilterTables: []string{"*.tmp"}, Actions: []string{"insert", "delete"}}
+	if !reflect.DeepEqual(o, want) {
+		t.Errorf("got %+v, want %+v", o, want)
+	}
+	for _, tt := range []struct {
+		pattern, schema, table string
+		want                   bool
+	}{
+		{"public.a", "public", "a", true},
+		{"public.a", "public", "b", false},
+		{"*.a", "any", "a", true},
+		{"public.*", "public", "zz", true},
+		{`s\.x.*`, "s.x", "t", true},
+		{`s\.x.*`, "s", "x.t", false},
+		{`\*.t`, "*", "t", true},
+		{`\*.t`, "other", "t", false},
+		{"noschema", "public", "noschema", false},
+	} {
+		if got := matchWal2JSONTable(tt.pattern, tt.schema, tt.table); got != tt.want {
+			t.Errorf("%q on %s.%s: %v, want %v", tt.pattern, tt.schema, tt.table, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"include-xids=maybe", "pretty-print=1", "actions=insert,upsert", "filter-tables=nodot", "nonsense"} {
 		if _, err := ParseWal2JSONOptions(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

@@ -148,6 +148,10 @@ var optionSets = []string{
 	"include-not-null=1",
 	"include-pk=1",
 	"include-xids=1,include-timestamp=1,include-lsn=1,include-type-oids=1,include-not-null=1,include-pk=1",
+	"filter-tables=cmp.full,cmp.idx,*.trunc",
+	`add-tables=cmp.types,cmp.toast,cmp.Odd\ Name`,
+	"actions=insert,truncate",
+	"actions=update,delete,include-transaction=0",
 }
 
 // TestWal2JSONMatchesPlugin decodes one stretch of WAL twice: through the
@@ -261,11 +265,20 @@ func readPlugin(ctx context.Context, t *testing.T, conn *pgx.Conn, version int, 
 	if version == 2 {
 		args = append(args, "actions", "insert,update,delete,truncate")
 	}
+	// The same options as the plugin takes them, one name and value each:
+	// the lists of pgfeed's syntax go on over the commas that follow them.
 	for _, o := range strings.Split(opts, ",") {
 		if o == "" {
 			continue
 		}
-		k, v, _ := strings.Cut(o, "=")
+		k, v, hasVal := strings.Cut(o, "=")
+		if n := len(args); !hasVal && n > 0 {
+			switch args[n-2] {
+			case "filter-tables", "add-tables", "actions":
+				args[n-1] = args[n-1].(string) + "," + o
+				continue
+			}
+		}
 		args = append(args, k, v)
 	}
 	ph := make([]string, len(args)-1)
