@@ -28,7 +28,9 @@ import (
 // tombstone (Tombstone) unless Options.DebeziumNoTombstones.
 //
 // Envelope fields: op is c (insert), u (update), d (delete), r (read, a
-// snapshot row) or t (truncate). source.ts_ms is the commit time in
+// snapshot row) or t (truncate, written only with Options.DebeziumTruncates:
+// Debezium skips truncates by default, and so an encoded truncate is
+// empty). source.ts_ms is the commit time in
 // milliseconds, ts_us and ts_ns in micro- and nanoseconds (the processing
 // time when an event has none, like Debezium's snapshot rows); payload
 // ts_ms, ts_us and ts_ns are when pgfeed encoded the event (Options.Now).
@@ -144,7 +146,12 @@ func (d *Debezium) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	start := len(dst)
 	var err error
 	switch e.Op {
-	case event.OpInsert, event.OpUpdate, event.OpDelete, event.OpRead, event.OpTruncate:
+	case event.OpTruncate:
+		if !d.opts.DebeziumTruncates {
+			return dst, nil // skipped.operations=t, Debezium's default
+		}
+		dst, err = d.appendChange(dst, e)
+	case event.OpInsert, event.OpUpdate, event.OpDelete, event.OpRead:
 		dst, err = d.appendChange(dst, e)
 	case event.OpMessage:
 		dst = d.appendMessage(dst, e)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,7 +46,9 @@ func epochDays(y int, m time.Month, d int) int64 {
 }
 
 func TestDebeziumEnvelope(t *testing.T) {
-	enc := NewDebezium(testOptions())
+	opts := testOptions()
+	opts.DebeziumTruncates = true // skipped by default, see TestDebeziumSkipsTruncates
+	enc := NewDebezium(opts)
 	events := map[string]*event.Event{}
 	for _, tc := range testEvents() {
 		events[tc.name] = tc.ev
@@ -566,5 +569,26 @@ func TestDebeziumDecimalsAndDurations(t *testing.T) {
 		if got := string(p.After[tt.col.Name]); got != tt.want {
 			t.Errorf("%s %q (%s) = %s, want %s", tt.col.Type.Name, tt.raw, tt.mode, got, tt.want)
 		}
+	}
+}
+
+// Debezium skips truncates by default (skipped.operations=t): the encoder
+// writes nothing for them unless DebeziumTruncates.
+func TestDebeziumSkipsTruncates(t *testing.T) {
+	var truncate *event.Event
+	for _, tc := range testEvents() {
+		if tc.ev.Op == event.OpTruncate {
+			truncate = tc.ev
+		}
+	}
+	out, err := NewDebezium(testOptions()).Encode([]byte("x"), truncate)
+	if err != nil || string(out) != "x" {
+		t.Errorf("truncate by default: %q, %v; want nothing", out, err)
+	}
+	opts := testOptions()
+	opts.DebeziumTruncates = true
+	out, err = NewDebezium(opts).Encode(nil, truncate)
+	if err != nil || !strings.Contains(string(out), `"op":"t"`) {
+		t.Errorf("truncate with DebeziumTruncates: %s, %v", out, err)
 	}
 }

@@ -80,6 +80,11 @@ type Options struct {
 	// "string": exact decimal strings; "double": JSON numbers.
 	DebeziumDecimalHandling string
 
+	// DebeziumTruncates writes truncate events (op "t"), like Debezium with
+	// "t" taken out of skipped.operations. By default, as in Debezium, a
+	// truncate encodes to nothing, and pipelines write no record for it.
+	DebeziumTruncates bool
+
 	// DebeziumNoTombstones leaves out the tombstone (a record with the
 	// delete's key and a null value) that follows each delete, like
 	// Debezium's tombstones.on.delete=false. The default writes them, as

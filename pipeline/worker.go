@@ -143,6 +143,11 @@ func (w *worker) write(ctx context.Context, b batch) error {
 			poison = append(poison, poisoned{rec: rec, err: err, order: 2 * len(w.records)})
 			continue
 		}
+		if len(w.buf) == start {
+			// The format has nothing to write for this event (wal2json
+			// for a schema event, Debezium for a truncate): no record.
+			continue
+		}
 		valueSpan := span{start, len(w.buf)}
 		keySpan := span{-1, -1}
 		if keyEnc != nil {
