@@ -1,7 +1,9 @@
 package encode
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -78,7 +80,8 @@ import (
 //     ranges and every other type: Postgres's text form as a string.
 //   - interval: microseconds (io.debezium.time.MicroDuration), months
 //     counted as 365.25/12 days, as Debezium approximates them.
-//   - arrays: JSON arrays whose elements follow the native mapping (so
+//   - arrays: JSON arrays (multi-dimensional ones flattened in row-major
+//     order, one item type per column) whose elements follow the native mapping (so
 //     elements of date or timestamp arrays are ISO strings); arrays of json
 //     or jsonb are their Postgres text form as a string.
 //   - An unchanged TOASTed value, which Postgres does not send, is
@@ -199,6 +202,7 @@ const (
 	dbzMoney                          // money as a Decimal of scale 2
 	dbzMoneyText                      // money as a decimal string
 	dbzMoneyDouble                    // money as a JSON number
+	dbzArray                          // an array, multi-dimensional ones flattened
 )
 
 // The decimal.handling.mode values of Options.DebeziumDecimalHandling.
@@ -328,7 +332,7 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool, decimals str
 			conv = dbzText
 			break
 		}
-		typ = "array"
+		typ, conv = "array", dbzArray
 		items = elemSchemaType(t.Elem)
 		if items != "string" {
 			placeholder = "null"
@@ -593,10 +597,50 @@ func (d *Debezium) appendRow(dst []byte, e *event.Event, r *dbzRelation, row eve
 	return append(dst, '}'), nil
 }
 
+// appendFlatArray appends an array under the native mapping of its
+// elements, in one dimension: a Connect schema has one item type per
+// column, and pgoutput does not say how many dimensions a column has, so
+// {{1,2},{3,4}} is written [1,2,3,4] (row-major order) and agrees with it.
+func appendFlatArray(dst, raw []byte, t *event.Type) ([]byte, error) {
+	start := len(dst)
+	dst = event.Value{State: event.Text, Raw: raw}.AppendJSON(dst, t)
+	out := dst[start:]
+	if len(out) < 2 || out[0] != '[' || out[1] != '[' {
+		return dst, nil // one dimension (or empty): as it is
+	}
+	d := json.NewDecoder(bytes.NewReader(out))
+	d.UseNumber()
+	var nested []any
+	if err := d.Decode(&nested); err != nil {
+		return dst[:start], fmt.Errorf("flattening array %q: %w", raw, err)
+	}
+	var flat []any
+	var walk func(v any)
+	walk = func(v any) {
+		if a, ok := v.([]any); ok {
+			for _, x := range a {
+				walk(x)
+			}
+			return
+		}
+		flat = append(flat, v)
+	}
+	walk(nested)
+	var buf bytes.Buffer
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(flat); err != nil {
+		return dst[:start], fmt.Errorf("flattening array %q: %w", raw, err)
+	}
+	return append(dst[:start], bytes.TrimRight(buf.Bytes(), "\n")...), nil
+}
+
 func appendDebeziumValue(dst, raw []byte, col *event.Column, conv dbzConv) ([]byte, error) {
 	switch conv {
 	case dbzNative:
 		return event.Value{State: event.Text, Raw: raw}.AppendJSON(dst, col.Type), nil
+	case dbzArray:
+		return appendFlatArray(dst, raw, col.Type)
 	case dbzText:
 		return appendRawString(dst, raw), nil
 	case dbzDate:

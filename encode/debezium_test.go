@@ -512,13 +512,16 @@ func TestDebeziumKey(t *testing.T) {
 
 // TestDebeziumDecimalsAndDurations checks the encodings Debezium documents
 // for numeric (decimal.handling.mode precise, string, double), money and
-// interval (MicroDuration, months of 365.25/12 days), value by value.
+// interval (MicroDuration, months of 365.25/12 days) and arrays, value by
+// value.
 func TestDebeziumDecimalsAndDurations(t *testing.T) {
 	b64 := func(b ...byte) string { return `"` + base64.StdEncoding.EncodeToString(b) + `"` }
 	numeric102 := &event.Column{Name: "n", Type: typ(1700), TypeMod: numericMod(10, 2)}
 	numeric := &event.Column{Name: "n", Type: typ(1700), TypeMod: -1}
 	money := &event.Column{Name: "m", Type: typ(790), TypeMod: -1}
 	interval := &event.Column{Name: "i", Type: typ(1186), TypeMod: -1}
+	ints := &event.Column{Name: "a", Type: typ(1007), TypeMod: -1}
+	texts := &event.Column{Name: "a", Type: typ(1009), TypeMod: -1}
 	tests := []struct {
 		col  *event.Column
 		mode string
@@ -549,6 +552,11 @@ func TestDebeziumDecimalsAndDurations(t *testing.T) {
 		{interval, "", "-1 days +02:00:00", "-79200000000"},
 		{interval, "", "100:00:00", "360000000000"},
 		{interval, "", "00:00:00", "0"},
+		// Arrays of several dimensions are flattened: one item type per column.
+		{ints, "", "{1,NULL,3}", "[1,null,3]"},
+		{ints, "", "{{1,2},{3,4}}", "[1,2,3,4]"},
+		{texts, "", `[0:1]={{"a<b",NULL},{"c\"d",e}}`, `["a<b",null,"c\"d","e"]`},
+		{ints, "", "{}", "[]"},
 	}
 	for _, tt := range tests {
 		enc := NewDebezium(Options{DebeziumPayloadOnly: true, DebeziumDecimalHandling: tt.mode})

@@ -198,7 +198,7 @@ func TestWal2JSONMatchesPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := readPgfeed(ctx, t, dsn, end)
+	events := readPgfeedSlot(ctx, t, dsn, "cmp_pgfeed", end)
 
 	// The plugin's session prints values with pgfeed's session settings
 	// (UTC, ISO dates, hex bytea), as pgfeed's walsender does.
@@ -235,11 +235,11 @@ func TestWal2JSONMatchesPlugin(t *testing.T) {
 	}
 }
 
-// readPgfeed streams the pgoutput slot up to end, begin and commit events
-// included, as pgfeed stream does.
-func readPgfeed(ctx context.Context, t *testing.T, dsn string, end event.LSN) []*event.Event {
+// readPgfeedSlot streams a pgoutput slot (and its publication of the same
+// name) up to end, begin and commit events included, as pgfeed stream does.
+func readPgfeedSlot(ctx context.Context, t *testing.T, dsn, slot string, end event.LSN) []*event.Event {
 	t.Helper()
-	s, err := source.Open(ctx, source.Config{DSN: dsn, Slot: "cmp_pgfeed", Publication: "cmp_pgfeed", Transactions: true, EndLSN: end})
+	s, err := source.Open(ctx, source.Config{DSN: dsn, Slot: slot, Publication: slot, Transactions: true, EndLSN: end})
 	if err != nil {
 		t.Fatal(err)
 	}
