@@ -3,6 +3,7 @@ package encode
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -203,6 +204,21 @@ const (
 	dbzMoneyText                      // money as a decimal string
 	dbzMoneyDouble                    // money as a JSON number
 	dbzArray                          // an array, multi-dimensional ones flattened
+	dbzHex                            // bytea as hex digits
+)
+
+// The binary.handling.mode values of Options.DebeziumBinaryHandling.
+const (
+	BinaryBytes  = "bytes"
+	BinaryBase64 = "base64"
+	BinaryHex    = "hex"
+)
+
+// The time.precision.mode values of Options.DebeziumTimePrecision.
+const (
+	TimeAdaptive             = "adaptive"
+	TimeAdaptiveMicroseconds = "adaptive_time_microseconds"
+	TimeConnect              = "connect"
 )
 
 // The decimal.handling.mode values of Options.DebeziumDecimalHandling.
@@ -221,7 +237,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 			fields = append(fields, ',')
 		}
 		var conv dbzConv
-		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.NoKey, d.opts.DebeziumDecimalHandling)
+		fields, conv, r.cols[i].placeholder = appendDebeziumField(fields, col, rel.NoKey, &d.opts)
 		r.cols[i].conv = conv
 	}
 	prefix := d.opts.serverName() + "." + rel.Schema + "." + rel.Table
@@ -260,7 +276,7 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 				k = append(k, ',')
 			}
 			n++
-			k, _, _ = appendDebeziumField(k, col, false, d.opts.DebeziumDecimalHandling)
+			k, _, _ = appendDebeziumField(k, col, false, &d.opts)
 		}
 		if n > 0 {
 			k = append(k, `],"optional":false,"name":`...)
@@ -273,7 +289,8 @@ func (d *Debezium) buildRelation(rel *event.Relation) (*dbzRelation, error) {
 
 // appendDebeziumField appends the Kafka Connect schema of one column and
 // returns how its values are converted and what an unavailable value is.
-func appendDebeziumField(dst []byte, col *event.Column, noKey bool, decimals string) ([]byte, dbzConv, string) {
+func appendDebeziumField(dst []byte, col *event.Column, noKey bool, o *Options) ([]byte, dbzConv, string) {
+	decimals := o.DebeziumDecimalHandling
 	const unavailable = `"` + debeziumUnavailable + `"`
 	var (
 		typ         = "string"
@@ -314,15 +331,29 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool, decimals str
 	case event.KindBool:
 		typ = "boolean"
 	case event.KindBytea:
-		typ = "bytes"
-		placeholder = `"` + base64.StdEncoding.EncodeToString([]byte(debeziumUnavailable)) + `"`
+		switch o.DebeziumBinaryHandling {
+		case BinaryBase64:
+		case BinaryHex:
+			conv, placeholder = dbzHex, `"`+hex.EncodeToString([]byte(debeziumUnavailable))+`"`
+		default:
+			typ = "bytes"
+		}
+		if conv == dbzNative {
+			placeholder = `"` + base64.StdEncoding.EncodeToString([]byte(debeziumUnavailable)) + `"`
+		}
 	case event.KindJSON:
 		name, conv = "io.debezium.data.Json", dbzText
 	case event.KindDate:
 		typ, name, conv = "int32", "io.debezium.time.Date", dbzDate
+		if o.DebeziumTimePrecision == TimeConnect {
+			name = "org.apache.kafka.connect.data.Date"
+		}
 	case event.KindTimestamp:
 		typ, name, conv = "int64", "io.debezium.time.MicroTimestamp", dbzMicroTimestamp
-		if precision >= 0 && precision <= 3 {
+		switch {
+		case o.DebeziumTimePrecision == TimeConnect:
+			name, conv = "org.apache.kafka.connect.data.Timestamp", dbzMilliTimestamp
+		case precision >= 0 && precision <= 3:
 			name, conv = "io.debezium.time.Timestamp", dbzMilliTimestamp
 		}
 	case event.KindTimestamptz:
@@ -343,7 +374,11 @@ func appendDebeziumField(dst []byte, col *event.Column, noKey bool, decimals str
 		switch t.OID {
 		case oidTime:
 			typ, name, conv = "int64", "io.debezium.time.MicroTime", dbzMicroTime
-			if precision >= 0 && precision <= 3 {
+			switch {
+			case o.DebeziumTimePrecision == TimeConnect:
+				typ, name, conv = "int32", "org.apache.kafka.connect.data.Time", dbzMilliTime
+			case o.DebeziumTimePrecision == TimeAdaptiveMicroseconds:
+			case precision >= 0 && precision <= 3:
 				typ, name, conv = "int32", "io.debezium.time.Time", dbzMilliTime
 			}
 		case oidTimetz:
@@ -641,6 +676,10 @@ func appendDebeziumValue(dst, raw []byte, col *event.Column, conv dbzConv) ([]by
 		return event.Value{State: event.Text, Raw: raw}.AppendJSON(dst, col.Type), nil
 	case dbzArray:
 		return appendFlatArray(dst, raw, col.Type)
+	case dbzHex:
+		if len(raw) >= 2 && raw[0] == '\\' && raw[1] == 'x' {
+			return appendRawString(dst, raw[2:]), nil
+		}
 	case dbzText:
 		return appendRawString(dst, raw), nil
 	case dbzDate:

@@ -600,3 +600,56 @@ func TestDebeziumSkipsTruncates(t *testing.T) {
 		t.Errorf("truncate with DebeziumTruncates: %s, %v", out, err)
 	}
 }
+
+// TestDebeziumModes checks binary.handling.mode and time.precision.mode:
+// the schema's type and name and the value, per mode.
+func TestDebeziumModes(t *testing.T) {
+	tests := []struct {
+		opts           Options
+		oid            uint32
+		typmod         int32
+		raw            string
+		typ, name, val string
+	}{
+		{Options{}, 17, -1, `\x0102ff`, "bytes", "", `"AQL/"`},
+		{Options{DebeziumBinaryHandling: BinaryBase64}, 17, -1, `\x0102ff`, "string", "", `"AQL/"`},
+		{Options{DebeziumBinaryHandling: BinaryHex}, 17, -1, `\x0102ff`, "string", "", `"0102ff"`},
+		{Options{}, 1082, -1, "2026-11-23", "int32", "io.debezium.time.Date", "20780"},
+		{Options{DebeziumTimePrecision: TimeConnect}, 1082, -1, "2026-11-23", "int32", "org.apache.kafka.connect.data.Date", "20780"},
+		{Options{}, 1114, -1, "1970-01-01 00:00:01.5", "int64", "io.debezium.time.MicroTimestamp", "1500000"},
+		{Options{}, 1114, 3, "1970-01-01 00:00:01.5", "int64", "io.debezium.time.Timestamp", "1500"},
+		{Options{DebeziumTimePrecision: TimeConnect}, 1114, -1, "1970-01-01 00:00:01.5", "int64", "org.apache.kafka.connect.data.Timestamp", "1500"},
+		{Options{}, 1083, -1, "00:00:01.5", "int64", "io.debezium.time.MicroTime", "1500000"},
+		{Options{}, 1083, 2, "00:00:01.5", "int32", "io.debezium.time.Time", "1500"},
+		{Options{DebeziumTimePrecision: TimeAdaptiveMicroseconds}, 1083, 2, "00:00:01.5", "int64", "io.debezium.time.MicroTime", "1500000"},
+		{Options{DebeziumTimePrecision: TimeConnect}, 1083, -1, "00:00:01.5", "int32", "org.apache.kafka.connect.data.Time", "1500"},
+	}
+	for _, tt := range tests {
+		col := event.Column{Name: "c", Type: typ(tt.oid), TypeMod: tt.typmod}
+		rel := &event.Relation{Schema: "s", Table: "t", Identity: event.IdentityDefault, Columns: []event.Column{
+			{Name: "id", Type: typ(23), TypeMod: -1, Key: true}, col}}
+		e := &event.Event{Op: event.OpInsert, Schema: "s", Table: "t", Rel: rel, After: event.Row{text("1"), text(tt.raw)}}
+		out, err := NewDebezium(tt.opts).Encode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			Schema struct {
+				Fields []struct {
+					Field  string
+					Fields []struct{ Type, Name, Field string }
+				}
+			}
+			Payload struct {
+				After map[string]json.RawMessage `json:"after"`
+			}
+		}
+		if err := json.Unmarshal(out, &rec); err != nil {
+			t.Fatal(err)
+		}
+		f := rec.Schema.Fields[1].Fields[1] // after.c
+		if f.Type != tt.typ || f.Name != tt.name || string(rec.Payload.After["c"]) != tt.val {
+			t.Errorf("%s %q %+v: schema %s %q, value %s; want %s %q, %s", col.Type.Name, tt.raw, tt.opts, f.Type, f.Name, rec.Payload.After["c"], tt.typ, tt.name, tt.val)
+		}
+	}
+}

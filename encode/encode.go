@@ -80,6 +80,18 @@ type Options struct {
 	// "string": exact decimal strings; "double": JSON numbers.
 	DebeziumDecimalHandling string
 
+	// DebeziumBinaryHandling is binary.handling.mode for bytea: "bytes"
+	// (the default, also for ""; base64 in JSON under a bytes schema),
+	// "base64" (a string schema) or "hex" (hex digits in a string).
+	DebeziumBinaryHandling string
+
+	// DebeziumTimePrecision is time.precision.mode: "adaptive" (the
+	// default, also for ""; MicroTimestamp/Timestamp and MicroTime/Time by
+	// the column's precision), "adaptive_time_microseconds" (time always
+	// MicroTime) or "connect" (Kafka Connect's Date, Time and Timestamp, in
+	// milliseconds).
+	DebeziumTimePrecision string
+
 	// DebeziumTruncates writes truncate events (op "t"), like Debezium with
 	// "t" taken out of skipped.operations. By default, as in Debezium, a
 	// truncate encodes to nothing, and pipelines write no record for it.
