@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -38,6 +39,10 @@ type Wal2JSONOptions struct {
 	// Actions (actions) lists the kinds of change written: "insert",
 	// "update", "delete", "truncate". Nil: the plugin's default.
 	Actions []string
+	// TimeZone prints timestamptz values and commit timestamps in this zone,
+	// as the plugin does in a session whose TimeZone it is. Nil: UTC,
+	// pgfeed's session time zone. Years BC and the infinities keep UTC.
+	TimeZone *time.Location
 	// Truncates writes truncates in format-version 1 transactions, as a
 	// {"kind":"truncate","schema":..,"table":..} change. The plugin drops
 	// them there (format-version 2 has its "T" action), and so does pgfeed
@@ -123,7 +128,9 @@ func matchWal2JSONTable(pattern, schema, table string) bool {
 // takes them, comma-separated: "include-xids=1,include-lsn=true". A name
 // alone means true. The lists of filter-tables, add-tables and actions go
 // on over the commas that follow them ("add-tables=public.a,public.b"): a
-// table has a dot, an action is one of the four names. format-version,
+// table has a dot, an action is one of the four names. timezone=NAME (an
+// IANA zone) is pgfeed's: the session time zone the plugin would print
+// timestamps in (see TimeZone). format-version,
 // write-in-chunks and pretty-print=0 are accepted (the format is chosen by
 // the encoder; output is never pretty).
 func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
@@ -158,7 +165,7 @@ func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
 			continue
 		}
 		on := true
-		if hasVal && name != "format-version" {
+		if hasVal && name != "format-version" && name != "timezone" {
 			switch strings.ToLower(strings.TrimSpace(val)) {
 			case "1", "t", "true", "on", "y", "yes":
 			case "0", "f", "false", "off", "n", "no":
@@ -188,6 +195,14 @@ func ParseWal2JSONOptions(s string) (Wal2JSONOptions, error) {
 			o.NoTransaction = !on
 		case "include-truncates":
 			o.Truncates = on
+		case "timezone":
+			// pgfeed's own: the session TimeZone the plugin would print in.
+			loc, err := time.LoadLocation(strings.TrimSpace(val))
+			if err != nil {
+				return o, fmt.Errorf("wal2json option timezone: %w", err)
+			}
+			o.TimeZone = loc
+			continue
 		case "format-version", "write-in-chunks", "include-unchanged-toast":
 			// The plugin ignores include-unchanged-toast since 2.0, as pgfeed does.
 		case "include-schemas":
@@ -315,7 +330,7 @@ func (w *Wal2JSON) Encode(dst []byte, e *event.Event) ([]byte, error) {
 			dst = append(dst, ',')
 		}
 		if o.Timestamp {
-			dst = appendWal2JSONTimestamp(dst, e)
+			dst = appendWal2JSONTimestamp(dst, e, o.TimeZone)
 			dst = append(dst, ',')
 		}
 		return append(dst, `"change":[`...), nil
@@ -329,7 +344,7 @@ func (w *Wal2JSON) Encode(dst []byte, e *event.Event) ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			if o.Timestamp {
-				dst = appendWal2JSONTimestamp(dst, e)
+				dst = appendWal2JSONTimestamp(dst, e, o.TimeZone)
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `"change":[`...)
@@ -416,10 +431,51 @@ func hasIdentity(rel *event.Relation) bool {
 
 // appendWal2JSONTimestamp appends "timestamp" as timestamptz_to_str prints
 // the commit time; pgfeed's sessions run in UTC.
-func appendWal2JSONTimestamp(dst []byte, e *event.Event) []byte {
+func appendWal2JSONTimestamp(dst []byte, e *event.Event, tz *time.Location) []byte {
 	dst = append(dst, `"timestamp":"`...)
-	dst = e.CommitTime.UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999-07")
+	dst = appendPGTimestamptz(dst, e.CommitTime, tz)
 	return append(dst, '"')
+}
+
+// appendPGTimestamptz appends t as Postgres prints a timestamptz in the
+// zone tz (UTC when nil): "2026-11-23 10:26:29.368123+05:30", the offset's
+// minutes and seconds only when not zero.
+func appendPGTimestamptz(dst []byte, t time.Time, tz *time.Location) []byte {
+	if tz == nil {
+		tz = time.UTC
+	}
+	t = t.In(tz)
+	dst = t.AppendFormat(dst, "2006-01-02 15:04:05.999999")
+	_, off := t.Zone()
+	if off < 0 {
+		dst = append(dst, '-')
+		off = -off
+	} else {
+		dst = append(dst, '+')
+	}
+	dst = append2(dst, int64(off/3600))
+	if off%3600 != 0 {
+		dst = append(dst, ':')
+		dst = append2(dst, int64(off%3600/60))
+		if off%60 != 0 {
+			dst = append(dst, ':')
+			dst = append2(dst, int64(off%60))
+		}
+	}
+	return dst
+}
+
+// inZone rewrites a timestamptz text in UTC into the zone tz, or returns
+// it as it is (tz nil or UTC, infinities, years BC, text it cannot read).
+func inZone(raw []byte, tz *time.Location) []byte {
+	if tz == nil || tz == time.UTC || len(raw) < 4 || raw[len(raw)-1] == 'C' {
+		return raw
+	}
+	us, ok := parseTimestamptz(raw)
+	if !ok || us == timestampInfinity || us == timestampNegInfinity {
+		return raw
+	}
+	return appendPGTimestamptz(nil, time.UnixMicro(us), tz)
 }
 
 func appendWal2JSONTruncate(dst []byte, e *event.Event) []byte {
@@ -492,7 +548,7 @@ func appendWal2JSONChange(dst []byte, e *event.Event, o *Wal2JSONOptions) []byte
 			}
 		}
 		dst = append(dst, `,"columnvalues":`...)
-		dst = appendWal2JSONValues(dst, cols, e.After, include)
+		dst = appendWal2JSONValues(dst, cols, e.After, include, o.TimeZone)
 	}
 	if o.PK && e.Rel.Identity == event.IdentityDefault && !e.Rel.NoKey {
 		// Under REPLICA IDENTITY DEFAULT the key columns are the primary key's.
@@ -529,7 +585,7 @@ func appendWal2JSONChange(dst []byte, e *event.Event, o *Wal2JSONOptions) []byte
 			dst = appendWal2JSONOids(dst, cols, len(old), include)
 		}
 		dst = append(dst, `,"keyvalues":`...)
-		dst = appendWal2JSONValues(dst, cols, old, include)
+		dst = appendWal2JSONValues(dst, cols, old, include, o.TimeZone)
 		dst = append(dst, '}')
 	}
 	return append(dst, '}')
@@ -615,7 +671,7 @@ func appendWal2JSONOptionals(dst []byte, rel *event.Relation, n int, include fun
 	return append(dst, ']')
 }
 
-func appendWal2JSONValues(dst []byte, cols []event.Column, row event.Row, include func(int) bool) []byte {
+func appendWal2JSONValues(dst []byte, cols []event.Column, row event.Row, include func(int) bool, tz *time.Location) []byte {
 	dst = append(dst, '[')
 	first := true
 	for i := 0; i < len(row) && i < len(cols); i++ {
@@ -626,7 +682,7 @@ func appendWal2JSONValues(dst []byte, cols []event.Column, row event.Row, includ
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendWal2JSONValue(dst, row[i], cols[i].Type)
+		dst = appendWal2JSONValue(dst, row[i], cols[i].Type, tz)
 	}
 	return append(dst, ']')
 }
@@ -656,7 +712,7 @@ const (
 	oidUUID        = 2950
 )
 
-func appendWal2JSONValue(dst []byte, v event.Value, t *event.Type) []byte {
+func appendWal2JSONValue(dst []byte, v event.Value, t *event.Type, tz *time.Location) []byte {
 	if v.State != event.Text {
 		return append(dst, "null"...)
 	}
@@ -666,6 +722,8 @@ func appendWal2JSONValue(dst []byte, v event.Value, t *event.Type) []byte {
 	}
 	raw := v.Raw
 	switch oid {
+	case oidTimestamptz:
+		raw = inZone(raw, tz)
 	case oidInt2, oidInt4, oidInt8, oidOID, oidFloat4, oidFloat8, oidNumeric:
 		if isSpecialNumber(raw) {
 			return append(dst, "null"...)

@@ -116,7 +116,7 @@ func appendV2TxFields(dst []byte, e *event.Event, o *Wal2JSONOptions, inTx bool)
 	if o.Timestamp {
 		if inTx {
 			dst = append(dst, ',')
-			dst = appendWal2JSONTimestamp(dst, e)
+			dst = appendWal2JSONTimestamp(dst, e, o.TimeZone)
 		} else {
 			dst = append(dst, `,"timestamp":null`...)
 		}
@@ -221,7 +221,7 @@ func appendV2Tuple(dst []byte, rel *event.Relation, row event.Row, o *Wal2JSONOp
 		}
 		if kind != v2PK {
 			dst = append(dst, `,"value":`...)
-			dst = appendWal2JSONValue(dst, v, col.Type)
+			dst = appendWal2JSONValue(dst, v, col.Type, o.TimeZone)
 		}
 		if kind == v2Change && o.NotNull {
 			if col.Key && !rel.NoKey {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -110,7 +111,7 @@ func TestWal2JSONValues(t *testing.T) {
 		{701, "-0.5E-3", "-0.5E-3"},
 	}
 	for _, tt := range tests {
-		got := string(appendWal2JSONValue(nil, text(tt.raw), typ(tt.oid)))
+		got := string(appendWal2JSONValue(nil, text(tt.raw), typ(tt.oid), nil))
 		if got != tt.want {
 			t.Errorf("%s %q: got %s, want %s", typ(tt.oid).Name, tt.raw, got, tt.want)
 		}
@@ -175,6 +176,28 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 }
 
+func TestWal2JSONTimeZone(t *testing.T) {
+	kolkata, err := time.LoadLocation("Asia/Kolkata")
+	if err != nil {
+		t.Skipf("no time zone data: %v", err)
+	}
+	tests := []struct{ raw, want string }{
+		{"2026-11-23 04:56:29.368123+00", `"2026-11-23 10:26:29.368123+05:30"`},
+		{"2026-11-23 04:56:29+00", `"2026-11-23 10:26:29+05:30"`},
+		{"infinity", `"infinity"`},
+		{"0044-03-15 00:00:00+00 BC", `"0044-03-15 00:00:00+00 BC"`},
+	}
+	for _, tt := range tests {
+		if got := string(appendWal2JSONValue(nil, text(tt.raw), typ(1184), kolkata)); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.raw, got, tt.want)
+		}
+	}
+	o, err := ParseWal2JSONOptions("timezone=Asia/Kolkata")
+	if err != nil || o.TimeZone == nil || o.TimeZone.String() != "Asia/Kolkata" {
+		t.Errorf("timezone option: %v, %v", o.TimeZone, err)
+	}
+}
+
 func TestParseWal2JSONOptions(t *testing.T) {
 	o, err := ParseWal2JSONOptions("include-xids=1, include-timestamp, include-lsn=on,include-typmod=false,include-types=0,include-type-oids=t,include-not-null=yes,include-pk=1,format-version=2,pretty-print=0")
 	if err != nil {
@@ -210,7 +233,7 @@ func TestParseWal2JSONOptions(t *testing.T) {
 			t.Errorf("%q on %s.%s: %v, want %v", tt.pattern, tt.schema, tt.table, got, tt.want)
 		}
 	}
-	for _, bad := range []string{"include-xids=maybe", "pretty-print=1", "actions=insert,upsert", "filter-tables=nodot", "nonsense"} {
+	for _, bad := range []string{"include-xids=maybe", "pretty-print=1", "actions=insert,upsert", "filter-tables=nodot", "timezone=Nowhere/City", "nonsense"} {
 		if _, err := ParseWal2JSONOptions(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

@@ -152,6 +152,8 @@ var optionSets = []string{
 	`add-tables=cmp.types,cmp.toast,cmp.Odd\ Name`,
 	"actions=insert,truncate",
 	"actions=update,delete,include-transaction=0",
+	"timezone=Asia/Kolkata,include-timestamp",
+	"timezone=America/St_Johns,include-timestamp,include-xids",
 }
 
 // TestWal2JSONMatchesPlugin decodes one stretch of WAL twice: through the
@@ -267,20 +269,39 @@ func readPlugin(ctx context.Context, t *testing.T, conn *pgx.Conn, version int, 
 	}
 	// The same options as the plugin takes them, one name and value each:
 	// the lists of pgfeed's syntax go on over the commas that follow them.
+	tz := "UTC"
 	for _, o := range strings.Split(opts, ",") {
 		if o == "" {
 			continue
 		}
 		k, v, hasVal := strings.Cut(o, "=")
+		if k == "timezone" { // pgfeed's option: the plugin's session setting
+			tz = v
+			continue
+		}
 		if n := len(args); !hasVal && n > 0 {
 			switch args[n-2] {
-			case "filter-tables", "add-tables", "actions":
-				args[n-1] = args[n-1].(string) + "," + o
-				continue
+			case "filter-tables", "add-tables":
+				if strings.Contains(o, ".") {
+					args[n-1] = args[n-1].(string) + "," + o
+					continue
+				}
+			case "actions":
+				if o == "insert" || o == "update" || o == "delete" || o == "truncate" {
+					args[n-1] = args[n-1].(string) + "," + o
+					continue
+				}
 			}
+		}
+		if !hasVal {
+			v = "1"
 		}
 		args = append(args, k, v)
 	}
+	if _, err := conn.Exec(ctx, "SELECT set_config('TimeZone', $1, false)", tz); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), "SET TimeZone = 'UTC'")
 	ph := make([]string, len(args)-1)
 	for i := range ph {
 		ph[i] = fmt.Sprintf("$%d", i+2)
