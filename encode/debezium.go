@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pgfeed/pgfeed/event"
@@ -44,8 +45,9 @@ import (
 // monotonic in delivery order and, unlike the previous commit, identifies
 // the transaction. snapshot is "true" for read events ("last" is never
 // written: the encoder does not know which row is the last) and "false"
-// otherwise. xmin is null and transaction null, as Debezium writes them
-// without xmin.fetch.interval.ms and provide.transaction.metadata. Like
+// otherwise. xmin is null, as Debezium writes it without
+// xmin.fetch.interval.ms, and transaction null unless
+// Options.DebeziumTransactionMetadata. Like
 // Debezium, before carries what Postgres sent: null on updates under
 // REPLICA IDENTITY DEFAULT that keep the key, the key columns (others null)
 // on such deletes, the whole old row under FULL. Tombstones after deletes
@@ -93,8 +95,9 @@ import (
 // Logical decoding messages are Debezium's message events (op "m", with
 // message.prefix and base64 message.content); begin and commit are
 // Debezium's transaction metadata records ({"status":"BEGIN"|"END","id":
-// "xid:commit LSN",...}, event_count and data_collections null because the
-// encoder does not count). Debezium's PostgreSQL connector has no schema
+// "xid:commit LSN",...}; END's event_count and data_collections count the
+// transaction's events with DebeziumTransactionMetadata, and are null
+// without it). Debezium's PostgreSQL connector has no schema
 // change events; schema events are written in the shape of Debezium's
 // schema-change records, with a subset of their column fields: {"source":..,
 // "ts_ms":..,"databaseName":..,"schemaName":..,"ddl":null,"tableChanges":
@@ -105,6 +108,65 @@ type Debezium struct {
 	sourceHead   []byte // `{"version":..,"connector":"postgresql","name":..,"ts_ms":`
 	sourceSchema []byte // the Kafka Connect schema of "source"
 	rels         relCache[*dbzRelation]
+
+	txMu sync.Mutex
+	txs  map[event.LSN]*dbzTxCount // by commit LSN, with DebeziumTransactionMetadata
+}
+
+// dbzTxCount counts the events of one transaction, for Debezium's
+// transaction metadata.
+type dbzTxCount struct {
+	total  int64
+	tables map[string]int64 // by "schema.table"
+	order  []string         // the tables in order of their first event
+}
+
+// maxOpenTxs bounds the transactions counted at once: each is dropped at
+// its END (commit), and the oldest when a caller never sends commits.
+const maxOpenTxs = 64
+
+// countTx counts e in its transaction and returns its total_order and
+// data_collection_order.
+func (d *Debezium) countTx(e *event.Event) (total, inTable int64) {
+	d.txMu.Lock()
+	defer d.txMu.Unlock()
+	c := d.txs[e.CommitLSN]
+	if c == nil {
+		if d.txs == nil {
+			d.txs = map[event.LSN]*dbzTxCount{}
+		}
+		if len(d.txs) >= maxOpenTxs {
+			oldest := e.CommitLSN
+			for lsn := range d.txs {
+				oldest = min(oldest, lsn)
+			}
+			delete(d.txs, oldest)
+		}
+		c = &dbzTxCount{tables: map[string]int64{}}
+		d.txs[e.CommitLSN] = c
+	}
+	name := e.Schema + "." + e.Table
+	if c.tables[name] == 0 {
+		c.order = append(c.order, name)
+	}
+	c.total++
+	c.tables[name]++
+	return c.total, c.tables[name]
+}
+
+// endTx returns and forgets the counts of the transaction committed at lsn.
+func (d *Debezium) endTx(lsn event.LSN) *dbzTxCount {
+	d.txMu.Lock()
+	defer d.txMu.Unlock()
+	c := d.txs[lsn]
+	delete(d.txs, lsn)
+	return c
+}
+
+func appendTxID(dst []byte, e *event.Event) []byte {
+	dst = appendUint(dst, uint64(e.XID))
+	dst = append(dst, ':')
+	return appendUint(dst, uint64(e.CommitLSN))
 }
 
 // The placeholder Debezium writes for values Postgres did not send.
@@ -496,7 +558,18 @@ func (d *Debezium) appendChange(dst []byte, e *event.Event) ([]byte, error) {
 	dst = append(dst, `,"source":`...)
 	now := d.opts.now()
 	dst = d.appendSource(dst, e, e.Schema, e.Table, now)
-	dst = append(dst, `,"transaction":null,"op":"`...)
+	if d.opts.DebeziumTransactionMetadata && e.Op != event.OpRead && e.CommitLSN != 0 {
+		total, inTable := d.countTx(e)
+		dst = append(dst, `,"transaction":{"id":"`...)
+		dst = appendTxID(dst, e)
+		dst = append(dst, `","total_order":`...)
+		dst = appendInt(dst, total)
+		dst = append(dst, `,"data_collection_order":`...)
+		dst = appendInt(dst, inTable)
+		dst = append(dst, `},"op":"`...)
+	} else {
+		dst = append(dst, `,"transaction":null,"op":"`...)
+	}
 	switch e.Op {
 	case event.OpInsert:
 		dst = append(dst, 'c')
@@ -798,10 +871,32 @@ func (d *Debezium) appendTransaction(dst []byte, e *event.Event) []byte {
 	} else {
 		dst = append(dst, `{"status":"END","id":"`...)
 	}
-	dst = appendUint(dst, uint64(e.XID))
-	dst = append(dst, ':')
-	dst = appendUint(dst, uint64(e.CommitLSN))
-	dst = append(dst, `","event_count":null,"data_collections":null,"ts_ms":`...)
+	dst = appendTxID(dst, e)
+	var c *dbzTxCount
+	if e.Op == event.OpCommit && d.opts.DebeziumTransactionMetadata {
+		c = d.endTx(e.CommitLSN)
+		if c == nil {
+			c = &dbzTxCount{} // a transaction of no event this encoder saw
+		}
+	}
+	if c == nil {
+		dst = append(dst, `","event_count":null,"data_collections":null,"ts_ms":`...)
+	} else {
+		dst = append(dst, `","event_count":`...)
+		dst = appendInt(dst, c.total)
+		dst = append(dst, `,"data_collections":[`...)
+		for i, name := range c.order {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"data_collection":`...)
+			dst = event.AppendJSONString(dst, name)
+			dst = append(dst, `,"event_count":`...)
+			dst = appendInt(dst, c.tables[name])
+			dst = append(dst, '}')
+		}
+		dst = append(dst, `],"ts_ms":`...)
+	}
 	ts := e.CommitTime
 	if ts.IsZero() {
 		ts = d.opts.now()

@@ -653,3 +653,48 @@ func TestDebeziumModes(t *testing.T) {
 		}
 	}
 }
+
+// With DebeziumTransactionMetadata, each change carries its transaction's
+// id and its order in it and in its table, and the END record counts the
+// transaction's events per table, as Debezium's provide.transaction.metadata.
+func TestDebeziumTransactionMetadata(t *testing.T) {
+	opts := testOptions()
+	opts.DebeziumPayloadOnly = true
+	opts.DebeziumTransactionMetadata = true
+	enc := NewDebezium(opts)
+	evs := testEvents()
+	insert, update, commit := evs[0].ev, evs[1].ev, evs[10].ev // data, audit
+	type block struct {
+		ID                  string `json:"id"`
+		TotalOrder          int64  `json:"total_order"`
+		DataCollectionOrder int64  `json:"data_collection_order"`
+	}
+	want := []block{{"732:23803808", 1, 1}, {"732:23803808", 2, 1}, {"732:23803808", 3, 2}}
+	for i, e := range []*event.Event{insert, update, insert} {
+		out, err := enc.Encode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Transaction block }
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Transaction != want[i] {
+			t.Errorf("event %d: transaction %+v, want %+v", i, p.Transaction, want[i])
+		}
+	}
+	out, err := enc.Encode(nil, commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEnd := `{"status":"END","id":"732:23803808","event_count":3,"data_collections":[{"data_collection":"public.data","event_count":2},{"data_collection":"public.audit","event_count":1}],"ts_ms":1795409789368}`
+	if string(out) != wantEnd {
+		t.Errorf("END record\n got %s\nwant %s", out, wantEnd)
+	}
+	// Without the option: no block, no counts.
+	plain := NewDebezium(Options{DebeziumPayloadOnly: true})
+	out, _ = plain.Encode(nil, insert)
+	if !strings.Contains(string(out), `"transaction":null`) {
+		t.Errorf("transaction block without the option: %s", out)
+	}
+}

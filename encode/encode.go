@@ -92,6 +92,13 @@ type Options struct {
 	// milliseconds).
 	DebeziumTimePrecision string
 
+	// DebeziumTransactionMetadata is provide.transaction.metadata: every
+	// change carries "transaction":{"id":"xid:commit LSN","total_order":..,
+	// "data_collection_order":..}, and END records (commit events, where a
+	// caller passes them) count the transaction's events per table. The
+	// counts are of the events this encoder saw. Default off, as in Debezium.
+	DebeziumTransactionMetadata bool
+
 	// DebeziumTruncates writes truncate events (op "t"), like Debezium with
 	// "t" taken out of skipped.operations. By default, as in Debezium, a
 	// truncate encodes to nothing, and pipelines write no record for it.
