@@ -55,7 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 if [ -z "$pg_major" ] && $wal2json_missing; then
   # "postgresql" depends on postgresql-N, the distribution's default server.
-  pg_major=$( (apt-cache depends postgresql 2>/dev/null || true) | sed -n 's/.*Depends: postgresql-\([0-9][0-9]*\)$/\1/p' | head -n 1)
+  pg_major=$( (apt-cache depends postgresql 2>/dev/null || true) | sed -n '/Depends: postgresql-[0-9][0-9]*$/{s/.*Depends: postgresql-//p;q;}')
   missing+=("postgresql-${pg_major:-15}-wal2json")
 fi
 
