@@ -24,7 +24,12 @@ import (
 
 var pg *pgcluster.Cluster
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg, pgcluster.Options{})) }
+// A small logical_decoding_work_mem makes the large transaction of the
+// workload one that pgoutput streams while in progress (protocol 2) and
+// the plugin spills to disk: both must still agree.
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Main(m, &pg, pgcluster.Options{Settings: map[string]string{"logical_decoding_work_mem": "'64kB'"}}))
+}
 
 // trustWal2JSON adds wal2json to the trusted output plugins on servers
 // that have the list (output_plugin_libraries, in some distributions'
@@ -92,6 +97,7 @@ var schemaSQL = []string{
 	`ALTER TABLE cmp.toast ALTER COLUMN big SET STORAGE EXTERNAL`,
 	`CREATE TABLE cmp.trunc (id integer PRIMARY KEY)`,
 	`CREATE TABLE cmp."Odd Name" ("Col ""q""" integer PRIMARY KEY, "ü" text)`,
+	`CREATE TABLE cmp.big (id integer PRIMARY KEY, pad text)`,
 }
 
 // workload is the WAL both readers decode: each string is one transaction.
@@ -135,6 +141,8 @@ var workload = []string{
 	`INSERT INTO cmp.trunc VALUES (5); SELECT pg_logical_emit_message(true, 'cmp', 'among changes'); SELECT pg_logical_emit_message(false, 'cmp', 'at once'); INSERT INTO cmp.trunc VALUES (6)`,
 	`BEGIN; INSERT INTO cmp.trunc VALUES (7); ROLLBACK`,
 	`BEGIN; INSERT INTO cmp.trunc VALUES (8); SAVEPOINT s; INSERT INTO cmp.trunc VALUES (9); ROLLBACK TO s; INSERT INTO cmp.trunc VALUES (10); COMMIT`,
+	// Larger than logical_decoding_work_mem: streamed by pgoutput.
+	`INSERT INTO cmp.big SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g; UPDATE cmp.big SET pad = 'y' WHERE id % 3 = 0; DELETE FROM cmp.big WHERE id % 5 = 0`,
 }
 
 // optionSets are the plugin options compared, each with format-version 1
@@ -250,6 +258,9 @@ func readPgfeedSlot(ctx context.Context, t *testing.T, dsn, slot string, end eve
 	for {
 		e, err := s.Next(ctx)
 		if errors.Is(err, io.EOF) {
+			if st := s.Stats(); st.StreamedTxns == 0 {
+				t.Errorf("no transaction was streamed in progress (protocol %d): the large one should be", st.ProtocolVerion)
+			}
 			return events
 		}
 		if err != nil {
