@@ -607,8 +607,23 @@ func appendTimes(dst []byte, t time.Time) []byte {
 // (the payload alone with DebeziumPayloadOnly), with the columns' value
 // encodings. It reports false, and appends nothing, for events without a
 // key: tables without primary key or identity index, which Debezium sends
-// with a null key, and events that are not row changes (KeyEncoder).
+// with a null key, and events that are neither row changes nor messages,
+// whose key is {"prefix":..} (io.debezium.connector.postgresql.MessageKey)
+// (KeyEncoder).
 func (d *Debezium) EncodeKey(dst []byte, e *event.Event) ([]byte, bool, error) {
+	if e != nil && e.Op == event.OpMessage && e.Message != nil {
+		// A logical decoding message's key is its prefix.
+		if !d.opts.DebeziumPayloadOnly {
+			dst = append(dst, `{"schema":{"type":"struct","fields":[{"type":"string","optional":true,"field":"prefix"}],"optional":false,"name":"io.debezium.connector.postgresql.MessageKey"},"payload":`...)
+		}
+		dst = append(dst, `{"prefix":`...)
+		dst = event.AppendJSONString(dst, e.Message.Prefix)
+		dst = append(dst, '}')
+		if !d.opts.DebeziumPayloadOnly {
+			dst = append(dst, '}')
+		}
+		return dst, true, nil
+	}
 	if e == nil || e.Rel == nil || !e.Op.IsRowChange() {
 		return dst, false, nil
 	}
