@@ -239,3 +239,24 @@ func TestParseWal2JSONOptions(t *testing.T) {
 		}
 	}
 }
+
+// A transaction whose commit never comes (the stream broke off) is closed
+// by EndFrame into valid JSON, and the next begin starts a new object.
+func TestWal2JSONEndFrame(t *testing.T) {
+	enc := NewWal2JSON(Wal2JSONOptions{Xids: true})
+	evs := testEvents()
+	out, _ := enc.Encode(nil, evs[9].ev) // begin
+	out, _ = enc.Encode(out, evs[0].ev)  // insert
+	out = enc.EndFrame(out)
+	if enc.InFrame() || !json.Valid(out) {
+		t.Fatalf("after EndFrame: in frame %v, %s", enc.InFrame(), out)
+	}
+	if again := enc.EndFrame(nil); len(again) != 0 {
+		t.Errorf("EndFrame with no open frame wrote %q", again)
+	}
+	out, _ = enc.Encode(nil, evs[9].ev)
+	out, _ = enc.Encode(out, evs[10].ev) // commit
+	if string(out) != `{"xid":732,"change":[]}` {
+		t.Errorf("empty transaction: %s", out)
+	}
+}

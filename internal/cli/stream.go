@@ -207,13 +207,15 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 	open := false // inside a transaction, after its begin
 	next := ctx
 	framer, _ := enc.(encode.TxFramer) // wal2json: one line per transaction
-	if framer != nil && framer.InFrame() {
-		// The last stream ended inside a transaction: end its line, so
-		// that it stays valid JSON. The transaction comes again whole.
-		buf = append(framer.EndFrame(buf[:0]), '\n')
-		if _, err := out.w.Write(buf); err != nil {
-			return fmt.Errorf("%w: %w", errOutput, err)
-		}
+	if framer != nil {
+		defer func() {
+			if framer.InFrame() {
+				// The stream ended inside a transaction (a reconnect, a
+				// stop): end its line, so that it stays valid JSON. The
+				// transaction was not acked and comes again whole.
+				_, _ = out.w.Write(append(framer.EndFrame(nil), '\n'))
+			}
+		}()
 	}
 	for {
 		ev, err := s.Next(next)
