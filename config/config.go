@@ -152,7 +152,7 @@ type Sink struct {
 	Name    string // as Source.Name
 	Type    string // one of the Sink* constants
 	Sources []string
-	Format  string // json (the default), wal2json, debezium, cloudevents or avro
+	Format  string // json (the default), wal2json, wal2json2, debezium, cloudevents or avro
 	Tables  Tables
 	Columns Columns
 	Route   Route

@@ -352,7 +352,7 @@ sources = ["other"]`, `sources.other.slot: slot "pgfeed_main" is also used by so
 		{"invalid glob", withSource(`tables = ["public.*", "public.[a"]`), `sources.main.tables[1]: invalid pattern "public.[a": syntax error in pattern`},
 		{"invalid table name", withSource(`exclude = ["a.b.c"]`), `sources.main.exclude[0]: "a.b.c": want table or schema.table`},
 		{"invalid format", sink(`type = "stdout"
-format = "jsn"`), `sinks.archive.format: unknown format "jsn" (have: json, wal2json, debezium, cloudevents, avro)`},
+format = "jsn"`), `sinks.archive.format: unknown format "jsn" (have: json, wal2json, wal2json2, debezium, cloudevents, avro)`},
 		{"invalid duration", withSource(`heartbeat = "5 mins"`), `sources.main.heartbeat: invalid duration "5 mins" (want e.g. "30s", "5m", "1h30m"): time: unknown unit " mins" in duration "5 mins"`},
 		{"duration of the wrong type", withSource(`heartbeat = 30`), `sources.main.heartbeat: expected a duration such as "30s", got integer`},
 		{"negative duration", withSource(`heartbeat = "-1s"`), `sources.main.heartbeat: invalid duration "-1s": must not be negative`},
@@ -525,7 +525,7 @@ format = "xml"
 colour = true`, `sources.main.create: expected a boolean, got integer
 sinks.b.path: missing
 sinks.b.rotate_every: invalid duration "soon" (want e.g. "30s", "5m", "1h30m"): time: invalid duration "soon"
-sinks.a.format: unknown format "xml" (have: json, wal2json, debezium, cloudevents, avro)
+sinks.a.format: unknown format "xml" (have: json, wal2json, wal2json2, debezium, cloudevents, avro)
 sinks.a.colour: unknown key (known here: columns, dead_letter, format, route, sources, tables, type)`},
 	}
 	for _, tt := range tests {

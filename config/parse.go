@@ -31,7 +31,7 @@ const (
 )
 
 var (
-	formats     = []string{"json", "wal2json", "debezium", "cloudevents", "avro"}
+	formats     = []string{"json", "wal2json", "wal2json2", "debezium", "cloudevents", "avro"}
 	sourceTypes = []string{SourceKafka, SourcePostgres}
 	sinkTypes   = []string{SinkDiscard, SinkFile, SinkKafka, SinkNATS, SinkRedis, SinkStdout, SinkWebhook, SinkWebSocket}
 )

@@ -71,7 +71,7 @@ func TestEncodeAllocations(t *testing.T) {
 	e.Rel.Columns = e.Rel.Columns[:6]
 	e.After = e.After[:6]
 	e.Before = event.Row{text("1234567"), absent, absent, absent, absent, absent}
-	for _, enc := range []Encoder{JSON{}, Wal2JSON{}, NewCloudEvents(Options{})} {
+	for _, enc := range []Encoder{JSON{}, &Wal2JSON{}, NewCloudEvents(Options{})} {
 		buf, err := enc.Encode(nil, e)
 		if err != nil {
 			t.Fatal(err)

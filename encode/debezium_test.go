@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,7 +46,9 @@ func epochDays(y int, m time.Month, d int) int64 {
 }
 
 func TestDebeziumEnvelope(t *testing.T) {
-	enc := NewDebezium(testOptions())
+	opts := testOptions()
+	opts.DebeziumTruncates = true // skipped by default, see TestDebeziumSkipsTruncates
+	enc := NewDebezium(opts)
 	events := map[string]*event.Event{}
 	for _, tc := range testEvents() {
 		events[tc.name] = tc.ev
@@ -182,7 +185,7 @@ func TestDebeziumValues(t *testing.T) {
 		{after, "id", int64(2)},
 		{after, "small", int64(-32768)},
 		{after, "big", int64(math.MaxInt64)},
-		{after, "amount", "12.50"},
+		{after, "amount", "BOI="}, // 1250 (scale 2) as Kafka Connect's Decimal bytes
 		{after, "data", "hello \"quoted\"\nworld"},
 		{after, "name", "naïve"},
 		{after, "flag", true},
@@ -195,7 +198,7 @@ func TestDebeziumValues(t *testing.T) {
 		{after, "created", "2026-11-23T04:56:29.368123Z"},
 		{after, "tz", "23:26:29.368123Z"},
 		{after, "uid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
-		{after2, "amount", "NaN"},
+		{after2, "amount", nil}, // a Decimal has no NaN
 		{after2, "ratio", "-Infinity"},
 		{after2, "created", "infinity"},
 		{after2, "day", bc44.Unix() / 86400},
@@ -332,6 +335,9 @@ func matchesConnectType(v any, typ string) bool {
 	case "array":
 		_, ok := v.([]any)
 		return ok
+	case "struct":
+		_, ok := v.(map[string]any)
+		return ok
 	}
 	return false
 }
@@ -443,5 +449,256 @@ func TestDebeziumKeyOptionality(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestDebeziumKey checks the key record of every row event and message against
+// testdata/golden/debezium/key/<case>.json (Debezium's documented key:
+// {"schema":{"type":"struct","fields":[{"type":"int32","optional":false,
+// "field":"id"}],"optional":false,"name":"<server>.<schema>.<table>.Key"},
+// "payload":{"id":2}}), that the payload agrees with its own schema, that
+// a table without key has no key record (Debezium sends a null key), and
+// that deletes of keyed tables, and only they, are followed by a tombstone.
+func TestDebeziumKey(t *testing.T) {
+	enc := NewDebezium(testOptions())
+	var _ KeyEncoder = enc
+	var _ Tombstoner = enc
+	for _, tc := range testEvents() {
+		key, ok, err := enc.EncodeKey(nil, tc.ev)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		keyed := tc.ev.Op.IsRowChange() && !tc.ev.Rel.NoKey || tc.ev.Op == event.OpMessage
+		if ok != keyed || (!ok && len(key) > 0) {
+			t.Errorf("%s: key %q, %v; want a key: %v", tc.name, key, ok, keyed)
+		}
+		if want := tc.ev.Op == event.OpDelete && keyed; enc.Tombstone(tc.ev) != want {
+			t.Errorf("%s: tombstone %v, want %v", tc.name, !want, want)
+		}
+		if !ok {
+			continue
+		}
+		golden(t, "testdata/golden/debezium/key/"+tc.name+".json", key)
+		msg := decodeJSON(t, key)
+		schema := msg["schema"].(map[string]any)
+		want := "pgfeed." + tc.ev.Schema + "." + tc.ev.Table + ".Key"
+		if tc.ev.Op == event.OpMessage {
+			want = "io.debezium.connector.postgresql.MessageKey"
+		}
+		if schema["name"] != want || schema["optional"] != false {
+			t.Errorf("%s: key schema %v (optional %v), want %s, not optional", tc.name, schema["name"], schema["optional"], want)
+		}
+		payload := msg["payload"].(map[string]any)
+		fields := schema["fields"].([]any)
+		if len(fields) != len(payload) {
+			t.Errorf("%s: %d key fields, %d payload values", tc.name, len(fields), len(payload))
+		}
+		for _, f := range fields {
+			f := f.(map[string]any)
+			v, present := payload[f["field"].(string)]
+			if !present || v == nil || (f["optional"] != false && tc.ev.Op != event.OpMessage) || !matchesConnectType(v, f["type"].(string)) {
+				t.Errorf("%s: key field %v = %#v does not match its schema %v", tc.name, f["field"], v, f)
+			}
+		}
+	}
+	off := NewDebezium(Options{DebeziumNoTombstones: true})
+	for _, tc := range testEvents() {
+		if off.Tombstone(tc.ev) {
+			t.Errorf("%s: a tombstone with DebeziumNoTombstones", tc.name)
+		}
+	}
+	payloadOnly := NewDebezium(Options{DebeziumPayloadOnly: true})
+	ev := testEvents()[0].ev
+	if key, _, _ := payloadOnly.EncodeKey(nil, ev); string(key) != `{"id":2}` {
+		t.Errorf("payload-only key %s, want {\"id\":2}", key)
+	}
+}
+
+// TestDebeziumDecimalsAndDurations checks the encodings Debezium documents
+// for numeric (decimal.handling.mode precise, string, double), money and
+// interval (MicroDuration, months of 365.25/12 days) and arrays, value by
+// value.
+func TestDebeziumDecimalsAndDurations(t *testing.T) {
+	b64 := func(b ...byte) string { return `"` + base64.StdEncoding.EncodeToString(b) + `"` }
+	numeric102 := &event.Column{Name: "n", Type: typ(1700), TypeMod: numericMod(10, 2)}
+	numeric := &event.Column{Name: "n", Type: typ(1700), TypeMod: -1}
+	money := &event.Column{Name: "m", Type: typ(790), TypeMod: -1}
+	interval := &event.Column{Name: "i", Type: typ(1186), TypeMod: -1}
+	ints := &event.Column{Name: "a", Type: typ(1007), TypeMod: -1}
+	texts := &event.Column{Name: "a", Type: typ(1009), TypeMod: -1}
+	tests := []struct {
+		col  *event.Column
+		mode string
+		raw  string
+		want string
+	}{
+		{numeric102, "", "12.50", b64(0x04, 0xe2)},
+		{numeric102, "", "12.5", b64(0x04, 0xe2)}, // rescaled to the column's scale
+		{numeric102, "", "-1.28", b64(0x80)},
+		{numeric102, "", "-1.29", b64(0xff, 0x7f)},
+		{numeric102, "", "1.28", b64(0x00, 0x80)},
+		{numeric102, "", "0.00", b64(0x00)},
+		{numeric102, "", "-0.01", b64(0xff)},
+		{numeric102, "", "NaN", "null"},
+		{numeric, "", "12345678901234567890.123456789", `{"scale":9,"value":` + b64(0x27, 0xe4, 0x1b, 0x32, 0x46, 0xbe, 0xc9, 0xb1, 0x6e, 0x39, 0x81, 0x15) + `}`},
+		{numeric, "", "-5", `{"scale":0,"value":` + b64(0xfb) + `}`},
+		{numeric, "", "Infinity", "null"},
+		{numeric102, DecimalString, "12.50", `"12.50"`},
+		{numeric, DecimalString, "NaN", `"NaN"`},
+		{numeric102, DecimalDouble, "12.50", `12.50`},
+		{numeric, DecimalDouble, "NaN", `"NaN"`},
+		{money, "", "$1,234.56", b64(0x01, 0xe2, 0x40)},
+		{money, "", "-$0.01", b64(0xff)},
+		{money, DecimalString, "$1,234.56", `"1234.56"`},
+		{money, DecimalDouble, "-$1,234.56", `-1234.56`},
+		{interval, "", "1 year 2 mons 3 days 04:05:06.789", "37091106789000"},
+		{interval, "", "-00:00:01.5", "-1500000"},
+		{interval, "", "-1 days +02:00:00", "-79200000000"},
+		{interval, "", "100:00:00", "360000000000"},
+		{interval, "", "00:00:00", "0"},
+		// Arrays of several dimensions are flattened: one item type per column.
+		{ints, "", "{1,NULL,3}", "[1,null,3]"},
+		{ints, "", "{{1,2},{3,4}}", "[1,2,3,4]"},
+		{texts, "", `[0:1]={{"a<b",NULL},{"c\"d",e}}`, `["a<b",null,"c\"d","e"]`},
+		{ints, "", "{}", "[]"},
+	}
+	for _, tt := range tests {
+		enc := NewDebezium(Options{DebeziumPayloadOnly: true, DebeziumDecimalHandling: tt.mode})
+		rel := &event.Relation{Schema: "s", Table: "t", Identity: event.IdentityDefault, Columns: []event.Column{
+			{Name: "id", Type: typ(23), TypeMod: -1, Key: true}, *tt.col}}
+		e := &event.Event{Op: event.OpInsert, Schema: "s", Table: "t", Rel: rel, After: event.Row{text("1"), text(tt.raw)}}
+		out, err := enc.Encode(nil, e)
+		if err != nil {
+			t.Errorf("%s %q (%s): %v", tt.col.Type.Name, tt.raw, tt.mode, err)
+			continue
+		}
+		var p struct {
+			After map[string]json.RawMessage `json:"after"`
+		}
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(p.After[tt.col.Name]); got != tt.want {
+			t.Errorf("%s %q (%s) = %s, want %s", tt.col.Type.Name, tt.raw, tt.mode, got, tt.want)
+		}
+	}
+}
+
+// Debezium skips truncates by default (skipped.operations=t): the encoder
+// writes nothing for them unless DebeziumTruncates.
+func TestDebeziumSkipsTruncates(t *testing.T) {
+	var truncate *event.Event
+	for _, tc := range testEvents() {
+		if tc.ev.Op == event.OpTruncate {
+			truncate = tc.ev
+		}
+	}
+	out, err := NewDebezium(testOptions()).Encode([]byte("x"), truncate)
+	if err != nil || string(out) != "x" {
+		t.Errorf("truncate by default: %q, %v; want nothing", out, err)
+	}
+	opts := testOptions()
+	opts.DebeziumTruncates = true
+	out, err = NewDebezium(opts).Encode(nil, truncate)
+	if err != nil || !strings.Contains(string(out), `"op":"t"`) {
+		t.Errorf("truncate with DebeziumTruncates: %s, %v", out, err)
+	}
+}
+
+// TestDebeziumModes checks binary.handling.mode and time.precision.mode:
+// the schema's type and name and the value, per mode.
+func TestDebeziumModes(t *testing.T) {
+	tests := []struct {
+		opts           Options
+		oid            uint32
+		typmod         int32
+		raw            string
+		typ, name, val string
+	}{
+		{Options{}, 17, -1, `\x0102ff`, "bytes", "", `"AQL/"`},
+		{Options{DebeziumBinaryHandling: BinaryBase64}, 17, -1, `\x0102ff`, "string", "", `"AQL/"`},
+		{Options{DebeziumBinaryHandling: BinaryHex}, 17, -1, `\x0102ff`, "string", "", `"0102ff"`},
+		{Options{}, 1082, -1, "2026-11-23", "int32", "io.debezium.time.Date", "20780"},
+		{Options{DebeziumTimePrecision: TimeConnect}, 1082, -1, "2026-11-23", "int32", "org.apache.kafka.connect.data.Date", "20780"},
+		{Options{}, 1114, -1, "1970-01-01 00:00:01.5", "int64", "io.debezium.time.MicroTimestamp", "1500000"},
+		{Options{}, 1114, 3, "1970-01-01 00:00:01.5", "int64", "io.debezium.time.Timestamp", "1500"},
+		{Options{DebeziumTimePrecision: TimeConnect}, 1114, -1, "1970-01-01 00:00:01.5", "int64", "org.apache.kafka.connect.data.Timestamp", "1500"},
+		{Options{}, 1083, -1, "00:00:01.5", "int64", "io.debezium.time.MicroTime", "1500000"},
+		{Options{}, 1083, 2, "00:00:01.5", "int32", "io.debezium.time.Time", "1500"},
+		{Options{DebeziumTimePrecision: TimeAdaptiveMicroseconds}, 1083, 2, "00:00:01.5", "int64", "io.debezium.time.MicroTime", "1500000"},
+		{Options{DebeziumTimePrecision: TimeConnect}, 1083, -1, "00:00:01.5", "int32", "org.apache.kafka.connect.data.Time", "1500"},
+	}
+	for _, tt := range tests {
+		col := event.Column{Name: "c", Type: typ(tt.oid), TypeMod: tt.typmod}
+		rel := &event.Relation{Schema: "s", Table: "t", Identity: event.IdentityDefault, Columns: []event.Column{
+			{Name: "id", Type: typ(23), TypeMod: -1, Key: true}, col}}
+		e := &event.Event{Op: event.OpInsert, Schema: "s", Table: "t", Rel: rel, After: event.Row{text("1"), text(tt.raw)}}
+		out, err := NewDebezium(tt.opts).Encode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec struct {
+			Schema struct {
+				Fields []struct {
+					Field  string
+					Fields []struct{ Type, Name, Field string }
+				}
+			}
+			Payload struct {
+				After map[string]json.RawMessage `json:"after"`
+			}
+		}
+		if err := json.Unmarshal(out, &rec); err != nil {
+			t.Fatal(err)
+		}
+		f := rec.Schema.Fields[1].Fields[1] // after.c
+		if f.Type != tt.typ || f.Name != tt.name || string(rec.Payload.After["c"]) != tt.val {
+			t.Errorf("%s %q %+v: schema %s %q, value %s; want %s %q, %s", col.Type.Name, tt.raw, tt.opts, f.Type, f.Name, rec.Payload.After["c"], tt.typ, tt.name, tt.val)
+		}
+	}
+}
+
+// With DebeziumTransactionMetadata, each change carries its transaction's
+// id and its order in it and in its table, and the END record counts the
+// transaction's events per table, as Debezium's provide.transaction.metadata.
+func TestDebeziumTransactionMetadata(t *testing.T) {
+	opts := testOptions()
+	opts.DebeziumPayloadOnly = true
+	opts.DebeziumTransactionMetadata = true
+	enc := NewDebezium(opts)
+	evs := testEvents()
+	insert, update, commit := evs[0].ev, evs[1].ev, evs[10].ev // data, audit
+	type block struct {
+		ID                  string `json:"id"`
+		TotalOrder          int64  `json:"total_order"`
+		DataCollectionOrder int64  `json:"data_collection_order"`
+	}
+	want := []block{{"732:23803808", 1, 1}, {"732:23803808", 2, 1}, {"732:23803808", 3, 2}}
+	for i, e := range []*event.Event{insert, update, insert} {
+		out, err := enc.Encode(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Transaction block }
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Transaction != want[i] {
+			t.Errorf("event %d: transaction %+v, want %+v", i, p.Transaction, want[i])
+		}
+	}
+	out, err := enc.Encode(nil, commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEnd := `{"status":"END","id":"732:23803808","event_count":3,"data_collections":[{"data_collection":"public.data","event_count":2},{"data_collection":"public.audit","event_count":1}],"ts_ms":1795409789368}`
+	if string(out) != wantEnd {
+		t.Errorf("END record\n got %s\nwant %s", out, wantEnd)
+	}
+	// Without the option: no block, no counts.
+	plain := NewDebezium(Options{DebeziumPayloadOnly: true})
+	out, _ = plain.Encode(nil, insert)
+	if !strings.Contains(string(out), `"transaction":null`) {
+		t.Errorf("transaction block without the option: %s", out)
 	}
 }

@@ -18,10 +18,28 @@ type Encoder interface {
 	Encode(dst []byte, e *event.Event) ([]byte, error)
 }
 
+// KeyEncoder is implemented by formats whose records carry a key of their
+// own, such as Debezium's key record with its schema: a sink's record key
+// is then EncodeKey's output instead of the native JSON key. EncodeKey
+// appends the key of e to dst and reports whether e has one; without one
+// the record has no key.
+type KeyEncoder interface {
+	EncodeKey(dst []byte, e *event.Event) ([]byte, bool, error)
+}
+
+// Tombstoner is implemented by formats that follow some events with a
+// tombstone: a record with the same key and a nil value (sink.Record.Value),
+// which a compacted Kafka topic takes as "forget this key". Debezium writes
+// one after each delete.
+type Tombstoner interface {
+	Tombstone(e *event.Event) bool
+}
+
 // The format names accepted by New.
 const (
 	FormatJSON        = "json"
 	FormatWal2JSON    = "wal2json"
+	FormatWal2JSON2   = "wal2json2"
 	FormatDebezium    = "debezium"
 	FormatCloudEvents = "cloudevents"
 	FormatAvro        = "avro"
@@ -29,7 +47,7 @@ const (
 
 // Formats returns the format names New accepts, in the order the CLI lists them.
 func Formats() []string {
-	return []string{FormatJSON, FormatWal2JSON, FormatDebezium, FormatCloudEvents, FormatAvro}
+	return []string{FormatJSON, FormatWal2JSON, FormatWal2JSON2, FormatDebezium, FormatCloudEvents, FormatAvro}
 }
 
 // Options configures the encoders. The zero value works: every field has a
@@ -55,6 +73,43 @@ type Options struct {
 	// stock Debezium deployment work unchanged.
 	DebeziumPayloadOnly bool
 
+	// DebeziumDecimalHandling is Debezium's decimal.handling.mode for
+	// numeric and money: "precise" (the default, also for ""): Kafka
+	// Connect Decimal bytes for numeric(p,s) and money,
+	// io.debezium.data.VariableScaleDecimal for numeric without scale;
+	// "string": exact decimal strings; "double": JSON numbers.
+	DebeziumDecimalHandling string
+
+	// DebeziumBinaryHandling is binary.handling.mode for bytea: "bytes"
+	// (the default, also for ""; base64 in JSON under a bytes schema),
+	// "base64" (a string schema) or "hex" (hex digits in a string).
+	DebeziumBinaryHandling string
+
+	// DebeziumTimePrecision is time.precision.mode: "adaptive" (the
+	// default, also for ""; MicroTimestamp/Timestamp and MicroTime/Time by
+	// the column's precision), "adaptive_time_microseconds" (time always
+	// MicroTime) or "connect" (Kafka Connect's Date, Time and Timestamp, in
+	// milliseconds).
+	DebeziumTimePrecision string
+
+	// DebeziumTransactionMetadata is provide.transaction.metadata: every
+	// change carries "transaction":{"id":"xid:commit LSN","total_order":..,
+	// "data_collection_order":..}, and END records (commit events, where a
+	// caller passes them) count the transaction's events per table. The
+	// counts are of the events this encoder saw. Default off, as in Debezium.
+	DebeziumTransactionMetadata bool
+
+	// DebeziumTruncates writes truncate events (op "t"), like Debezium with
+	// "t" taken out of skipped.operations. By default, as in Debezium, a
+	// truncate encodes to nothing, and pipelines write no record for it.
+	DebeziumTruncates bool
+
+	// DebeziumNoTombstones leaves out the tombstone (a record with the
+	// delete's key and a null value) that follows each delete, like
+	// Debezium's tombstones.on.delete=false. The default writes them, as
+	// Debezium does, so compacted topics forget deleted rows.
+	DebeziumNoTombstones bool
+
 	// DebeziumVersion is what Debezium events report in source.version.
 	// Default "pgfeed": the events are not made by a Debezium release, and a
 	// consumer that branches on the version should know.
@@ -64,6 +119,12 @@ type Options struct {
 	// reference. Default "/pgfeed/" + ServerName, or "/pgfeed" when
 	// ServerName is empty.
 	CloudEventsSource string
+
+	// Wal2JSON are the wal2json plugin options of the wal2json and
+	// wal2json2 formats. Nil: include-xids, include-timestamp and
+	// include-lsn, so that every transaction says its xid, commit time and
+	// nextlsn, the position a pgdeltastream client acks.
+	Wal2JSON *Wal2JSONOptions
 
 	// Now is the clock for the fields that record when pgfeed processed an
 	// event rather than when Postgres committed it (Debezium's payload.ts_ms).
@@ -78,6 +139,13 @@ func (o Options) serverName() string {
 	return o.ServerName
 }
 
+func (o Options) wal2JSON() Wal2JSONOptions {
+	if o.Wal2JSON == nil {
+		return Wal2JSONOptions{Xids: true, Timestamp: true, LSN: true}
+	}
+	return *o.Wal2JSON
+}
+
 func (o Options) now() time.Time {
 	if o.Now == nil {
 		return time.Now()
@@ -86,13 +154,17 @@ func (o Options) now() time.Time {
 }
 
 // New returns the encoder of the named format ("json", "wal2json",
-// "debezium", "cloudevents" or "avro"); an empty name means "json".
+// "wal2json2", "debezium", "cloudevents" or "avro"); an empty name means
+// "json". The wal2json encoder frames transactions (TxFramer) and so keeps
+// state: each caller needs its own.
 func New(format string, opts Options) (Encoder, error) {
 	switch format {
 	case FormatJSON, "":
 		return JSON{}, nil
 	case FormatWal2JSON:
-		return Wal2JSON{}, nil
+		return NewWal2JSON(opts.wal2JSON()), nil
+	case FormatWal2JSON2:
+		return Wal2JSON2{Opts: opts.wal2JSON()}, nil
 	case FormatDebezium:
 		return NewDebezium(opts), nil
 	case FormatCloudEvents:

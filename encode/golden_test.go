@@ -27,14 +27,19 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			_, framed := enc.(TxFramer)
 			for _, tc := range testEvents() {
 				t.Run(tc.name, func(t *testing.T) {
+					if framed && (tc.ev.Op == event.OpBegin || tc.ev.Op == event.OpCommit) {
+						// Halves of a frame: TestWal2JSONTransaction has them.
+						return
+					}
 					got, err := enc.Encode(nil, tc.ev)
 					if err != nil {
 						t.Fatalf("Encode: %v", err)
 					}
 					binary := format == FormatAvro && tc.ev.Op != event.OpSchema
-					if !binary && !json.Valid(got) {
+					if !binary && !json.Valid(got) && (len(got) > 0 || (tc.ev.Op != event.OpSchema && tc.ev.Op != event.OpTruncate)) {
 						t.Fatalf("output is not valid JSON:\n%s", got)
 					}
 					ext := ".json"
@@ -174,6 +179,9 @@ func TestConcurrentEncode(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			want := make([][]byte, len(events))
 			ref, _ := New(format, testOptions())
+			if _, framed := ref.(TxFramer); framed {
+				t.Skip("a transaction framer has the state of its transaction: one goroutine at a time")
+			}
 			for i, e := range events {
 				want[i], _ = ref.Encode(nil, e)
 			}

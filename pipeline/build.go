@@ -202,7 +202,8 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
 	}
-	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true, DeadLetter: k.DeadLetter}, nil
+	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true, DeadLetter: k.DeadLetter,
+		RecordKeys: k.Type == config.SinkKafka}, nil
 }
 
 // CloseSinks closes every sink; for a pipeline that will not Run.

@@ -46,6 +46,12 @@ type Sink struct {
 	// Schemas passes schema events on to the sink (they are always used to
 	// follow the relation's columns).
 	Schemas bool
+	// RecordKeys gives records the encoder's own keys (encode.KeyEncoder:
+	// Debezium's key records) instead of the native JSON key, and adds the
+	// encoder's tombstones (encode.Tombstoner: a record with the key and a
+	// nil Value after each delete). Kafka sinks want both: compacted topics
+	// and Kafka Connect sinks with pk.mode=record_key rely on them.
+	RecordKeys bool
 	// MaxBatch and MaxBatchBytes bound one Write (defaults 2000 events, 4 MiB).
 	MaxBatch      int
 	MaxBatchBytes int

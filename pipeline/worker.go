@@ -301,14 +301,30 @@ func (w *worker) retryRejected(ctx context.Context, rej []poisoned) error {
 func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark{At: t, LSN: lsn} }
 
 // encode routes and encodes events into records for the sink, appending
-// them to records and their values to buf; transaction boundaries,
-// heartbeats and (unless Schemas) schema events are left out. An event
-// that cannot be encoded goes to poison (with the number of records
-// before it), which leaves it out and goes on, or stops with its error;
-// nil poison stops at the first.
+// them to records and their values (and, with RecordKeys, the encoder's
+// keys) to buf; transaction boundaries, heartbeats and (unless Schemas)
+// schema events are left out, and so is an event its format writes
+// nothing for (wal2json for a schema event, Debezium for a truncate).
+// With RecordKeys a tombstone (a nil value) follows each event the encoder
+// asks one for (Debezium: a delete). An event that cannot be encoded goes
+// to poison (with the number of records before it), which leaves it out
+// and goes on, or stops with its error; nil poison stops at the first.
 func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, poison func(rec sink.Record, n int, err error) error) ([]sink.Record, []byte, error) {
-	type span struct{ start, end int }
+	type span struct{ start, end int } // start < 0: nil
 	spans := make([]span, 0, len(events))
+	var keySpans []span
+	keyEnc, _ := k.Encoder.(encode.KeyEncoder)
+	tomb, _ := k.Encoder.(encode.Tombstoner)
+	if !k.RecordKeys {
+		keyEnc, tomb = nil, nil
+	}
+	first := len(records)
+	fail := func(rec sink.Record, err error) error {
+		if poison == nil {
+			return err
+		}
+		return poison(rec, len(records), err)
+	}
 	for _, e := range events {
 		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !k.Schemas) ||
 			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
@@ -322,22 +338,50 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 		var err error
 		if buf, err = k.Encoder.Encode(buf, rec.Event); err != nil {
 			buf = buf[:start]
-			err = fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
-			if poison == nil {
-				return records, buf, err
-			}
-			if err := poison(rec, len(records), err); err != nil {
+			if err := fail(rec, fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)); err != nil {
 				return records, buf, err
 			}
 			continue
 		}
-		spans = append(spans, span{start, len(buf)})
+		if len(buf) == start {
+			continue
+		}
+		valueSpan, keySpan := span{start, len(buf)}, span{-1, -1}
+		if keyEnc != nil {
+			kstart := len(buf)
+			var ok bool
+			if buf, ok, err = keyEnc.EncodeKey(buf, rec.Event); err != nil {
+				buf = buf[:start]
+				if err := fail(rec, fmt.Errorf("encoding the key of %s event at %s: %w", e.Op, e.LSN, err)); err != nil {
+					return records, buf, err
+				}
+				continue
+			}
+			if ok {
+				keySpan = span{kstart, len(buf)}
+			}
+		}
+		spans, keySpans = append(spans, valueSpan), append(keySpans, keySpan)
 		records = append(records, rec)
+		if tomb != nil && keySpan.start >= 0 && tomb.Tombstone(rec.Event) {
+			spans, keySpans = append(spans, span{-1, -1}), append(keySpans, keySpan)
+			records = append(records, rec)
+		}
 	}
-	// Values point into one buffer, filled first so that it no longer grows.
-	first := len(records) - len(spans)
+	// Values and keys point into one buffer, filled first so that it no
+	// longer grows.
 	for i, sp := range spans {
-		records[first+i].Value = buf[sp.start:sp.end:sp.end]
+		r := &records[first+i]
+		r.Value = nil
+		if sp.start >= 0 {
+			r.Value = buf[sp.start:sp.end:sp.end]
+		}
+		if keyEnc != nil {
+			r.Key = nil
+			if kp := keySpans[i]; kp.start >= 0 {
+				r.Key = buf[kp.start:kp.end:kp.end]
+			}
+		}
 	}
 	return records, buf, nil
 }

@@ -14,18 +14,19 @@ import (
 )
 
 type streamFlags struct {
-	conn        connFlags
-	slot, pub   string
-	tables      []string
-	create      bool
-	snapshot    bool
-	endpos      string
-	startpos    string
-	withTx      bool
-	withSchema  bool
-	format      string
-	protocol    int
-	flushPeriod time.Duration
+	conn         connFlags
+	slot, pub    string
+	tables       []string
+	create       bool
+	snapshot     bool
+	endpos       string
+	startpos     string
+	withTx       bool
+	withSchema   bool
+	format       string
+	wal2jsonOpts string
+	protocol     int
+	flushPeriod  time.Duration
 }
 
 func newStreamCmd(e *env) *cobra.Command {
@@ -54,14 +55,15 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	fl.StringVar(&f.startpos, "startpos", "", "start at this LSN instead of the slot's confirmed position (later positions only)")
 	fl.BoolVar(&f.withTx, "tx", false, "also print begin and commit events")
 	fl.BoolVar(&f.withSchema, "schema", false, "also print schema events when a table first appears or changes")
-	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json, debezium or cloudevents")
+	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json (one object per transaction), wal2json2 (one per change), debezium or cloudevents")
+	fl.StringVar(&f.wal2jsonOpts, "wal2json-options", "include-xids,include-timestamp,include-lsn", "with --format wal2json or wal2json2: the plugin's options, as pg_recvlogical -o takes them, comma-separated")
 	fl.IntVar(&f.protocol, "protocol", 0, "pgoutput protocol version 1 or 2 (default: 2 on PostgreSQL 14+)")
 	fl.DurationVar(&f.flushPeriod, "flush-interval", 10*time.Millisecond, "longest time output stays buffered (and unacked) under load; with nothing more at hand it is flushed at once")
 	return c
 }
 
 func runStream(ctx context.Context, e *env, f *streamFlags) error {
-	enc, err := lineEncoder(f.format)
+	enc, err := lineEncoder(f.format, f.wal2jsonOpts)
 	if err != nil {
 		return err
 	}
@@ -108,7 +110,9 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 		// stream's to finish, not to start again).
 		opened, cfg.ExpectSlot, cfg.StartLSN = true, true, 0
 		out.s, out.delivered = s, 0
-		err = pump(ctx, s, out, enc, f.withTx)
+		// wal2json2's begin and commit are actions of their own, printed
+		// by default like the plugin prints them.
+		err = pump(ctx, s, out, enc, f.withTx || f.format == encode.FormatWal2JSON2)
 		if ferr := out.flushAndAck(); err == nil && ferr != nil {
 			err = ferr
 		}
@@ -201,6 +205,25 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 	seen := out.complete
 	open := false // inside a transaction, after its begin
 	next := ctx
+	framer, _ := enc.(encode.TxFramer) // wal2json: one line per transaction
+	if framer != nil {
+		defer func() {
+			if framer.InFrame() {
+				// The stream ended inside a transaction (a reconnect, a
+				// stop). It was not acked and comes again whole. Its line
+				// is dropped if none of it was written out yet; else it is
+				// ended, so that it stays valid JSON.
+				end := append(framer.EndFrame(nil), '\n')
+				if !out.torn {
+					out.buf = out.buf[:out.mark]
+					return
+				}
+				if out.write(end) == nil {
+					_ = out.writeOut(len(out.buf))
+				}
+			}
+		}()
+	}
 	for {
 		ev, err := s.Next(next)
 		if err != nil && ctx.Err() != nil && open && next == ctx {
@@ -220,11 +243,15 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 			return err
 		}
 		again := ev.CommitLSN <= seen && ev.Op != event.OpRead
-		if !again && ((ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx) {
+		if !again && ((ev.Op != event.OpBegin && ev.Op != event.OpCommit) || withTx || framer != nil) {
 			if buf, err = enc.Encode(buf[:0], ev); err != nil {
 				return fmt.Errorf("encoding %s event at %s: %w", ev.Op, ev.LSN, err)
 			}
-			buf = append(buf, '\n')
+			// A framing encoder's line is a whole transaction; an event
+			// it writes nothing for (wal2json leaves some out) is no line.
+			if len(buf) > 0 && (framer == nil || !framer.InFrame()) {
+				buf = append(buf, '\n')
+			}
 			if err := out.write(buf); err != nil {
 				return err
 			}
@@ -235,7 +262,7 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 		if ev.Op == event.OpCommit || (ev.Op == event.OpMessage && !ev.Message.Transactional) {
 			out.complete = max(out.complete, ev.CommitLSN)
 			out.delivered = ev.CommitLSN
-			out.mark = len(out.buf)
+			out.mark, out.torn = len(out.buf), false
 			if next != ctx {
 				return nil // the transaction open at the stop is written
 			}
@@ -254,9 +281,12 @@ func pump(ctx context.Context, s *source.Stream, out *ackingWriter, enc encode.E
 // that a stop in the middle of a transaction leaves none of it printed
 // and unacked.
 type ackingWriter struct {
-	out      io.Writer
-	buf      []byte
-	mark     int // end of the last complete transaction in buf
+	out  io.Writer
+	buf  []byte
+	mark int // end of the last complete transaction in buf
+	// torn is set when part of an open transaction was written out (it
+	// outgrew maxPending); its end is then written out whatever happens.
+	torn     bool
 	s        *source.Stream
 	complete event.LSN // commit position of the last complete transaction written
 	// delivered is the last complete transaction the current stream
@@ -274,6 +304,7 @@ const maxPending = 256 << 10
 func (a *ackingWriter) write(p []byte) error {
 	a.buf = append(a.buf, p...)
 	if len(a.buf) >= maxPending {
+		a.torn = a.torn || len(a.buf) > a.mark
 		return a.writeOut(len(a.buf))
 	}
 	return nil
@@ -310,13 +341,21 @@ func (a *ackingWriter) flushAndAck() error {
 }
 
 // lineEncoder returns the encoder of a text format, one event per line.
-func lineEncoder(format string) (encode.Encoder, error) {
+func lineEncoder(format, wal2jsonOpts string) (encode.Encoder, error) {
 	if format == encode.FormatAvro {
 		return nil, fmt.Errorf("invalid --format avro: Avro is binary and has no line form; use it in a pipeline sink (pgfeed run)")
 	}
-	enc, err := encode.New(format, encode.Options{})
+	var opts encode.Options
+	if format == encode.FormatWal2JSON || format == encode.FormatWal2JSON2 {
+		w, err := encode.ParseWal2JSONOptions(wal2jsonOpts)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --wal2json-options: %w", err)
+		}
+		opts.Wal2JSON = &w
+	}
+	enc, err := encode.New(format, opts)
 	if err != nil {
-		return nil, fmt.Errorf("invalid --format %q: want json, wal2json, debezium or cloudevents", format)
+		return nil, fmt.Errorf("invalid --format %q: want json, wal2json, wal2json2, debezium or cloudevents", format)
 	}
 	return enc, nil
 }
