@@ -172,7 +172,7 @@ func slotHealth(ctx context.Context, conn Querier, slot string) ([]Health, error
 
 // healthQuery selects the same columns on every version, NULL where the
 // server lacks one, so that one Scan reads them all. $1 names the slot,
-// or ” for every slot.
+// or an empty string for every slot.
 func healthQuery(version int) string {
 	col := func(since int, expr, typ string) string {
 		if version >= since {
