@@ -16,7 +16,8 @@ var walStatuses = []string{"reserved", "extended", "unreserved", "lost"}
 type slotCollector struct {
 	status func() pipeline.Status
 
-	walStatus, safeWAL, retained, keepSize, atRisk, invalidated, inactive                          *prometheus.Desc
+	walStatus, safeWAL, retained, keepSize, atRisk, invalidated, inactive *prometheus.Desc
+
 	spillTxns, spillCount, spillBytes, streamTxns, streamCount, streamBytes, totalTxns, totalBytes *prometheus.Desc
 }
 
