@@ -125,7 +125,7 @@ func printSlots(e *env, slots []SlotInfo) error {
 	}
 	for _, s := range slots {
 		if s.Warning != "" {
-			fmt.Fprintln(e.stderr, "pgfeed: warning: "+s.Warning)
+			e.warnf("warning: %s", s.Warning)
 		}
 	}
 	return nil
