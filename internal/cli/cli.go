@@ -47,10 +47,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		e.printError(oneLine(err))
+		if errors.Is(err, source.ErrGap) {
+			return ExitGap
+		}
 		return 1
 	}
 	return 0
 }
+
+// ExitGap is the exit code of a stop on a gap (an invalidated or vanished
+// slot, another cluster): starting again does not help, a person must
+// choose the way out the error names. Supervisors do not restart on it
+// (deploy/pgfeed.service: RestartPreventExitStatus).
+const ExitGap = 3
 
 func newRoot(e *env) *cobra.Command {
 	root := &cobra.Command{
