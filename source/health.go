@@ -57,11 +57,12 @@ type Health struct {
 	// InvalidationReason is why the slot was invalidated (PostgreSQL 17+:
 	// wal_removed, rows_removed, wal_level_insufficient, idle_timeout);
 	// on PostgreSQL 16, "rows_removed or wal_level_insufficient" when the
-	// slot conflicted with recovery. Empty: not invalidated (for that,
-	// see also WALStatus "lost").
+	// slot conflicted with recovery. Empty for a slot that is not
+	// invalidated, and before PostgreSQL 17 for one that lost its WAL
+	// (WALStatus "lost").
 	InvalidationReason string `json:"invalidation_reason,omitempty"`
 	// Conflicting reports a logical slot invalidated by a conflict with
-	// recovery (PostgreSQL 16+).
+	// recovery (PostgreSQL 17+); PostgreSQL 16 sets it for any invalidation.
 	Conflicting *bool `json:"conflicting,omitempty"`
 	// Failover and Synced are PostgreSQL 17's failover slot columns: the
 	// slot is synced to standbys, and (on a standby) this slot was synced
@@ -131,7 +132,8 @@ func slotHealth(ctx context.Context, conn Querier, slot string) ([]Health, error
 		var reason, walStatus *string
 		var st SlotStats
 		var stats *bool
-		dest := []any{&h.Slot, &h.Active, &walStatus, &h.SafeWALSize, &h.RetainedBytes, &keepMB,
+		var restartGone bool
+		dest := []any{&h.Slot, &h.Active, &walStatus, &h.SafeWALSize, &h.RetainedBytes, &restartGone, &keepMB,
 			&conflicting, &reason, &h.InactiveSince, &inactiveFor, &failover, &synced, &idleTimeout,
 			&stats, &st.SpillTxns, &st.SpillCount, &st.SpillBytes, &st.StreamTxns, &st.StreamCount, &st.StreamBytes,
 			&st.TotalTxns, &st.TotalBytes, &st.StatsReset}
@@ -149,8 +151,10 @@ func slotHealth(ctx context.Context, conn Querier, slot string) ([]Health, error
 		switch {
 		case reason != nil:
 			h.InvalidationReason = *reason
-		case conflicting != nil && *conflicting:
-			// PostgreSQL 16 says only that the slot conflicted with recovery.
+		case conflicting != nil && *conflicting && !restartGone:
+			// PostgreSQL 16 sets conflicting for every invalidation of a
+			// logical slot; only one for lack of WAL (wal_status says it)
+			// drops its restart_lsn.
 			h.InvalidationReason = "rows_removed or wal_level_insufficient"
 		}
 		if inactiveFor != nil && h.InactiveSince != nil {
@@ -198,7 +202,7 @@ func healthQuery(version int) string {
 		join = "LEFT JOIN pg_stat_replication_slots st ON st.slot_name = s.slot_name"
 	}
 	return `SELECT s.slot_name::text, s.active, ` + col(130000, "s.wal_status", "text") + `, ` + col(130000, "s.safe_wal_size", "bigint") + `,
-		coalesce(pg_wal_lsn_diff(` + current + `, s.restart_lsn), 0)::bigint,
+		coalesce(pg_wal_lsn_diff(` + current + `, s.restart_lsn), 0)::bigint, s.restart_lsn IS NULL,
 		` + col(130000, "(SELECT setting::float8 FROM pg_settings WHERE name = 'max_slot_wal_keep_size')", "float8") + `,
 		` + col(160000, "s.conflicting", "bool") + `, ` + col(170000, "s.invalidation_reason", "text") + `,
 		` + col(170000, "s.inactive_since", "timestamptz") + `, ` + col(170000, "extract(epoch FROM now() - s.inactive_since)::float8", "float8") + `,
