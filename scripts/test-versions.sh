@@ -15,7 +15,7 @@ bash scripts/pg-versions.sh "$@" >/dev/null
 
 # One regular expression per package; each names whole tests.
 declare -A FOCUS=(
-	[./source]='^(TestProofOfConcept|TestRedeliveryAfterRestart|TestIdleSlotAdvances|TestEveryType|TestUnchangedToast|TestKeyEveryIdentity|TestOtherOps|TestLargeTransactions|TestStreamedSavepoints|TestInitialSnapshotJoinsStream|TestEachSlotHasItsOwnPublication|TestSlotHealth|TestSlotInvalidatedByKeepSize)$'
+	[./source]='^(TestProofOfConcept|TestRedeliveryAfterRestart|TestIdleSlotAdvances|TestEveryType|TestUnchangedToast|TestKeyEveryIdentity|TestOtherOps|TestLargeTransactions|TestStreamedSavepoints|TestInitialSnapshotJoinsStream|TestEachSlotHasItsOwnPublication|TestSlotHealth|TestSlotInvalidatedByKeepSize|TestSlotInvalidatedByIdleTimeout)$'
 	[./pipeline]='^(TestReconnectAfterPostgresRestart|TestInitialSnapshotInterrupted|TestSlotDroppedUnderRunningPipeline|TestSlotInvalidatedStopsPipeline)$'
 	[./internal/cli]='^(TestSlotCommands|TestStreamSnapshotReadAgainAfterKill|TestInvalidatedSlot)$'
 )

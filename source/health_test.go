@@ -231,3 +231,36 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// PostgreSQL 18 invalidates a slot left inactive longer than
+// idle_replication_slot_timeout: it is at risk before, and Open stops on it
+// after, naming that setting.
+func TestSlotInvalidatedByIdleTimeout(t *testing.T) {
+	if major, err := pg.Major(); err != nil {
+		t.Fatal(err)
+	} else if major < 18 {
+		t.Skipf("idle_replication_slot_timeout is new in PostgreSQL 18 (this is %d): run with PGFEED_PG_VERSION=18", major)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: pg.BinDir, Settings: map[string]string{"idle_replication_slot_timeout": "'4s'"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Remove() })
+	conn := pgtest.Connect(t, c.DSN(""))
+	pgtest.Exec(t, conn, "CREATE PUBLICATION idle FOR ALL TABLES", "SELECT pg_create_logical_replication_slot('idle', 'pgoutput')")
+	waitFor(t, func() bool {
+		h, err := SlotHealth(ctx, conn, "idle")
+		return err == nil && h.IdleTimeout == 4*time.Second && h.AtRisk() && strings.Contains(h.Warning(), "idle_replication_slot_timeout")
+	}, "the idle slot at risk")
+	waitFor(t, func() bool {
+		pgtest.Exec(t, conn, "CHECKPOINT")
+		h, err := SlotHealth(ctx, conn, "idle")
+		return err == nil && h.InvalidationReason == "idle_timeout"
+	}, "the idle slot invalidated")
+	_, err = Open(ctx, Config{DSN: c.DSN(""), Slot: "idle"})
+	if !errors.Is(err, ErrSlotInvalidated) || !strings.Contains(err.Error(), "inactive longer than idle_replication_slot_timeout") {
+		t.Fatalf("Open of the idle-invalidated slot: %v", err)
+	}
+}
