@@ -1,8 +1,18 @@
 # Habits, one word away. The scripts are the source of truth (CI runs scripts/test.sh).
-.PHONY: demo test bench lint fuzz build
+.PHONY: demo test versions bench lint fuzz build image
+
+# The commit goes in by -X too: the go command stamps none with -buildvcs=false.
+LDFLAGS = -X github.com/pgfeed/pgfeed/internal/cli.commit=$(shell git rev-parse HEAD 2>/dev/null)
 
 build:
-	go build -o pgfeed ./cmd/pgfeed
+	go build -ldflags "$(LDFLAGS)" -o pgfeed ./cmd/pgfeed
+
+# The focused suite on PostgreSQL 14 to 18 (fetched once by scripts/pg-versions.sh).
+versions:
+	bash scripts/test-versions.sh
+
+image:
+	docker build -f deploy/Dockerfile --build-arg VERSION=$$(git describe --tags --always) --build-arg COMMIT=$$(git rev-parse HEAD) -t pgfeed .
 
 demo:
 	bash scripts/demo.sh

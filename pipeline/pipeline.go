@@ -90,7 +90,17 @@ type SourceStatus struct {
 	Events       uint64    `json:"events"`
 	Reconnects   uint64    `json:"reconnects"`
 	LastError    string    `json:"last_error,omitempty"`
+	// Slot is the health of the source's replication slot as last checked
+	// (see source.Config.SlotCheckInterval); nil until known.
+	Slot *source.Health `json:"slot,omitempty"`
+	// SlotWarning says why the slot is at risk of being invalidated, or
+	// that it was; empty while it is healthy.
+	SlotWarning string `json:"slot_warning,omitempty"`
 }
+
+// SlotOK reports whether the source's slot is neither invalidated nor at
+// risk of it (true while its health is not known yet).
+func (s SourceStatus) SlotOK() bool { return s.Slot == nil || s.Slot.OK() }
 
 // SinkStatus is the state of one sink.
 type SinkStatus struct {
@@ -126,6 +136,7 @@ func (p *Pipeline) Status() Status {
 			if r.stream != nil {
 				stats := r.stream.Stats()
 				ss.Streaming, ss.Confirmed, ss.ServerWALEnd = true, stats.Confirmed, stats.ServerWALEnd
+				ss.Slot, ss.SlotWarning = slotHealth(r.stream)
 			}
 			ss.Streaming = ss.Streaming || r.consuming
 			ss.Events = r.events

@@ -28,8 +28,9 @@ type AdminOptions struct {
 //
 //   - /health: 200 "ok" as long as the process serves HTTP (liveness).
 //   - /status: the Status as JSON plus "ok", which is true when every source
-//     is streaming; 200 when ok, else 503 (readiness: a source that is
-//     reconnecting makes the instance not ready).
+//     is streaming and no slot is invalidated or at risk of it; 200 when ok,
+//     else 503 (readiness: a source that is reconnecting, or whose slot is
+//     about to be invalidated, makes the instance not ready).
 //   - /stats: the same JSON, always 200, for dashboards and scripts that
 //     want the counters whatever the state. It carries "ok" too, so that a
 //     reader of either endpoint sees the same document.
@@ -46,6 +47,7 @@ func NewAdmin(status func() pipeline.Status, opts AdminOptions) (http.Handler, e
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newStatusCollector(status),
+		newSlotCollector(status),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
@@ -106,12 +108,12 @@ func (a *admin) snapshot() statusDoc {
 	return statusDoc{OK: ready(st), Status: st}
 }
 
-// ready reports whether every source is streaming. A pipeline always has a
+// ready reports whether every source is streaming from a healthy slot. A pipeline always has a
 // source, so an empty list only comes from a caller's own status func; it
 // counts as ready since nothing is failing.
 func ready(st pipeline.Status) bool {
 	for _, s := range st.Sources {
-		if !s.Streaming {
+		if !s.Streaming || !s.SlotOK() {
 			return false
 		}
 	}

@@ -70,6 +70,10 @@ type Config struct {
 	// SlotWait is how long Open waits for a slot that another connection
 	// holds to be released, before failing (default 3s; negative: not at all).
 	SlotWait time.Duration
+	// SlotCheckInterval is how often the stream reads its slot's health
+	// (Stream.Health), warning when the slot comes at risk of being
+	// invalidated (default 30s; negative: only once, in Open).
+	SlotCheckInterval time.Duration
 	// StatusInterval is how often the confirmed position is reported to the
 	// server (default 1s).
 	StatusInterval time.Duration
@@ -144,6 +148,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.SlotWait == 0 {
 		cfg.SlotWait = 3 * time.Second
+	}
+	if cfg.SlotCheckInterval == 0 {
+		cfg.SlotCheckInterval = 30 * time.Second
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = time.Second

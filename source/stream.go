@@ -35,6 +35,7 @@ type Stream struct {
 	backfills *backfiller
 
 	stopWatch context.CancelFunc // stops the table watcher, if one runs
+	slotWatch *slotWatch         // checks the slot's health (health.go)
 
 	// The initial snapshot read by this stream, until it is acked in full:
 	// snapAt is its consistent point, snapEnded is set once Next handed out
@@ -117,8 +118,13 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 			return closeMeta(err)
 		}
 	}
+	var health Health
 	if slot.exists {
 		if err := checkSlot(slot, cfg.Slot, meta.Config().Database); err != nil {
+			return closeMeta(err)
+		}
+		// An invalidated slot stops here with the way out.
+		if health, err = checkSlotHealth(ctx, meta, &cfg); err != nil {
 			return closeMeta(err)
 		}
 	}
@@ -282,6 +288,7 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		close(s.out)
 		close(s.done)
 	}()
+	s.slotWatch = startSlotWatch(&s.cfg, health)
 	if cfg.Create && cfg.TableWatchInterval > 0 && listed {
 		watchCtx, stopWatch := context.WithCancel(context.Background())
 		s.stopWatch = stopWatch
@@ -417,6 +424,7 @@ func (s *Stream) Close() error {
 		if s.stopWatch != nil {
 			s.stopWatch()
 		}
+		s.slotWatch.stop()
 		s.backfills.stop()
 		s.cancel()
 	})

@@ -55,6 +55,15 @@ func TestProofOfConcept(t *testing.T) {
 	// REPLICA IDENTITY FULL: the whole old row on update and delete.
 	pgtest.Exec(t, db, "ALTER TABLE data REPLICA IDENTITY FULL",
 		"BEGIN", "INSERT INTO data(id, data) VALUES(2, '1')", "UPDATE data SET data='2' WHERE id=2", "DELETE FROM data WHERE id=2", "COMMIT")
+	if major, err := pg.Major(); err != nil {
+		t.Fatal(err)
+	} else if major < 15 {
+		// PostgreSQL 14's pgoutput sends the ALTER's transaction, empty;
+		// 15 and later skip empty transactions.
+		if b, c := next(t, s), next(t, s); b.Op != event.OpBegin || c.Op != event.OpCommit {
+			t.Fatalf("want the empty transaction of the ALTER on PostgreSQL 14, got %s %s", b.AppendJSON(nil), c.AppendJSON(nil))
+		}
+	}
 	next(t, s) // begin
 	if e := next(t, s); e.Op != event.OpInsert {
 		t.Fatalf("want insert, got %s", e.AppendJSON(nil))

@@ -55,7 +55,7 @@ restarted stream resumes mid-table.`,
 					}
 				}
 				if t.NoKey() != nil {
-					fmt.Fprintf(e.stderr, "pgfeed: note: %s has no primary key or unique not-null index: it will be read whole, in one snapshot\n", t.Name())
+					e.warnf("note: %s has no primary key or unique not-null index: it will be read whole, in one snapshot", t.Name())
 				}
 				// Quoted, so that the stream reads exactly this table.
 				names[i] = t.Ident().Sanitize()

@@ -24,6 +24,7 @@ import (
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	logs           logFlags // --log-format, --log-level (log.go)
 }
 
 // Main runs the command line and returns the process exit code.
@@ -41,15 +42,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &cfgErr) {
 			// One line per problem of the file, each naming its field.
 			for _, line := range strings.Split(strings.TrimRight(cfgErr.Error(), "\n"), "\n") {
-				fmt.Fprintln(stderr, "pgfeed: "+line)
+				e.printError(line)
 			}
 			return 1
 		}
-		fmt.Fprintln(stderr, "pgfeed: "+oneLine(err))
+		e.printError(oneLine(err))
+		if errors.Is(err, source.ErrGap) {
+			return ExitGap
+		}
 		return 1
 	}
 	return 0
 }
+
+// ExitGap is the exit code of a stop on a gap (an invalidated or vanished
+// slot, another cluster): starting again does not help, a person must
+// choose the way out the error names. Supervisors do not restart on it
+// (deploy/pgfeed.service: RestartPreventExitStatus).
+const ExitGap = 3
 
 func newRoot(e *env) *cobra.Command {
 	root := &cobra.Command{
@@ -58,6 +68,8 @@ func newRoot(e *env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = readBuildInfo().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
 	})
@@ -65,7 +77,11 @@ func newRoot(e *env) *cobra.Command {
 	var profile *os.File
 	root.PersistentFlags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of this run to FILE")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	e.logs.register(root)
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := e.logs.check(cmd); err != nil {
+			return err
+		}
 		if cpuprofile == "" {
 			return nil
 		}
@@ -81,7 +97,7 @@ func newRoot(e *env) *cobra.Command {
 			profile.Close()
 		}
 	}
-	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e), newRunCmd(e), newReplayCmd(e), newSnapshotCmd(e), newBackfillCmd(e), newServeCmd(e))
+	root.AddCommand(newStreamCmd(e), newSlotCmd(e), newDemoCmd(e), newBenchCmd(e), newRunCmd(e), newReplayCmd(e), newSnapshotCmd(e), newBackfillCmd(e), newServeCmd(e), newVersionCmd(e))
 	refuseBareGroups(root)
 	return root
 }

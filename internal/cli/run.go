@@ -100,9 +100,9 @@ type replay struct {
 func newLogger(e *env, l config.Log) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.Level}
 	if l.Format == "json" {
-		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+		return slog.New(slog.NewJSONHandler(e.logs.writer(e.stderr), opts))
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, opts))
+	return slog.New(slog.NewTextHandler(e.logs.writer(e.stderr), opts))
 }
 
 // runOptions are what run and replay add to the config.
@@ -114,7 +114,7 @@ type runOptions struct {
 
 func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOptions) error {
 	rp := opts.replay
-	log := newLogger(e, cfg.Log)
+	log := e.runLogger(cfg.Log)
 	// The port is taken first: a second pgfeed started with the same file
 	// fails here with one clear line, before it waits on the checkpoint
 	// store's lock or touches a slot.

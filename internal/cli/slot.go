@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,18 +21,23 @@ func newSlotCmd(e *env) *cobra.Command {
 	return c
 }
 
-// SlotInfo is one row of `pgfeed slot list`.
+// SlotInfo is one row of `pgfeed slot list`: the slot and its health
+// (wal_status, safe_wal_size, retained WAL, invalidation, decoding
+// counters), each column where the server's version has it.
 type SlotInfo struct {
-	Name          string `json:"name"`
-	Plugin        string `json:"plugin"`
-	Type          string `json:"type"`
-	Database      string `json:"database"`
-	Active        bool   `json:"active"`
-	ActivePID     *int   `json:"active_pid"`
-	ConfirmedLSN  string `json:"confirmed_flush_lsn"`
-	RestartLSN    string `json:"restart_lsn"`
-	RetainedBytes int64  `json:"retained_wal_bytes"`
-	LagBytes      int64  `json:"lag_bytes"`
+	Name         string `json:"name"`
+	Plugin       string `json:"plugin"`
+	Type         string `json:"type"`
+	Database     string `json:"database"`
+	Active       bool   `json:"active"`
+	ActivePID    *int   `json:"active_pid"`
+	ConfirmedLSN string `json:"confirmed_flush_lsn"`
+	RestartLSN   string `json:"restart_lsn"`
+	LagBytes     int64  `json:"lag_bytes"`
+	source.Health
+	// Warning says why the slot is at risk of being invalidated, or that
+	// it was; empty while it is healthy.
+	Warning string `json:"warning,omitempty"`
 }
 
 func newSlotListCmd(e *env) *cobra.Command {
@@ -59,12 +66,7 @@ func newSlotListCmd(e *env) *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tCONFIRMED_FLUSH_LSN\tRETAINED_WAL_BYTES\tLAG_BYTES")
-			for _, s := range slots {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%d\n", s.Name, s.Plugin, s.Database, s.Active, s.ConfirmedLSN, s.RetainedBytes, s.LagBytes)
-			}
-			return tw.Flush()
+			return printSlots(e, slots)
 		},
 	}
 	conn.register(c)
@@ -75,17 +77,90 @@ func newSlotListCmd(e *env) *cobra.Command {
 func listSlots(ctx context.Context, db *pgx.Conn) ([]SlotInfo, error) {
 	rows, err := db.Query(ctx, `SELECT slot_name, coalesce(plugin, ''), slot_type, coalesce(database, ''), active, active_pid,
 		coalesce(confirmed_flush_lsn::text, ''), coalesce(restart_lsn::text, ''),
-		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint,
-		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
+		coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, confirmed_flush_lsn), 0)::bigint
 		FROM pg_replication_slots ORDER BY slot_name`)
 	if err != nil {
 		return nil, fmt.Errorf("listing slots: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SlotInfo, error) {
+	slots, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SlotInfo, error) {
 		var s SlotInfo
-		err := r.Scan(&s.Name, &s.Plugin, &s.Type, &s.Database, &s.Active, &s.ActivePID, &s.ConfirmedLSN, &s.RestartLSN, &s.RetainedBytes, &s.LagBytes)
+		err := r.Scan(&s.Name, &s.Plugin, &s.Type, &s.Database, &s.Active, &s.ActivePID, &s.ConfirmedLSN, &s.RestartLSN, &s.LagBytes)
 		return s, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("listing slots: %w", err)
+	}
+	health, err := source.SlotHealths(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]source.Health{}
+	for _, h := range health {
+		byName[h.Slot] = h
+	}
+	for i := range slots {
+		s := &slots[i]
+		s.Health = byName[s.Name] // a slot dropped in between has none
+		s.Warning = s.Health.Warning()
+		if err := s.Health.Err(); err != nil {
+			s.Warning = oneLine(err)
+		}
+	}
+	return slots, nil
+}
+
+// printSlots writes the table of slot list, then one warning line on
+// stderr for each slot at risk or invalidated.
+func printSlots(e *env, slots []SlotInfo) error {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tCONFIRMED_FLUSH_LSN\tRETAINED_WAL_BYTES\tLAG_BYTES\tWAL_STATUS\tSAFE_WAL_SIZE\tINACTIVE_SINCE\tINVALIDATION_REASON\tSPILL_BYTES\tSTREAM_BYTES")
+	for _, s := range slots {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Plugin, s.Database, s.Active, s.ConfirmedLSN,
+			s.RetainedBytes, s.LagBytes, dash(s.WALStatus), safeSize(s.Health), inactiveSince(s.InactiveSince),
+			dash(s.InvalidationReason), counter(s.Stats, func(st *source.SlotStats) int64 { return st.SpillBytes }),
+			counter(s.Stats, func(st *source.SlotStats) int64 { return st.StreamBytes }))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range slots {
+		if s.Warning != "" {
+			e.warnf("warning: %s", s.Warning)
+		}
+	}
+	return nil
+}
+
+// dash stands for a value the server does not report.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func safeSize(h source.Health) string {
+	switch {
+	case h.SafeWALSize != nil:
+		return strconv.FormatInt(*h.SafeWALSize, 10)
+	case h.MaxSlotWALKeepSize < 0 && h.WALStatus != "lost":
+		return "unlimited"
+	}
+	return "-"
+}
+
+func inactiveSince(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func counter(st *source.SlotStats, f func(*source.SlotStats) int64) string {
+	if st == nil {
+		return "-"
+	}
+	return strconv.FormatInt(f(st), 10)
 }
 
 func newSlotCreateCmd(e *env) *cobra.Command {

@@ -40,12 +40,16 @@ func TestSlotCommands(t *testing.T) {
 			if s.Plugin != "pgoutput" || s.Active || s.Database != "slots" || s.RetainedBytes < 1<<20 || s.ConfirmedLSN == "" {
 				t.Fatalf("slot as listed: %+v", s)
 			}
+			// Its health, in the columns of slot list --json.
+			if s.WALStatus != "reserved" || s.SafeWALSize != nil || s.MaxSlotWALKeepSize != -1 || s.Warning != "" || !strings.Contains(sc.Text(), `"safe_wal_size":null`) {
+				t.Fatalf("slot health as listed: %s", sc.Text())
+			}
 		}
 	}
 	if !found {
 		t.Fatalf("slot missing from list: %s", out)
 	}
-	if code, out, _ := runCLI(t, "slot", "list", "--dsn", dsn); code != 0 || !strings.Contains(out, "RETAINED_WAL_BYTES") || !strings.Contains(out, "listed") {
+	if code, out, _ := runCLI(t, "slot", "list", "--dsn", dsn); code != 0 || !strings.Contains(out, "RETAINED_WAL_BYTES") || !strings.Contains(out, "WAL_STATUS") || !strings.Contains(out, "reserved") || !strings.Contains(out, "listed") {
 		t.Fatalf("table output: %s", out)
 	}
 	if code, out, stderr := runCLI(t, "slot", "drop", "--dsn", dsn, "listed"); code != 0 || !strings.Contains(out, "dropped slot listed") {

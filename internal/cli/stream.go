@@ -70,6 +70,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 	cfg := source.Config{
 		DSN: f.conn.resolve(e), Slot: f.slot, Publication: f.pub, Tables: f.tables, Create: f.create,
 		Transactions: true, Schemas: f.withSchema, ProtocolVersion: f.protocol, InitialSnapshot: f.snapshot,
+		Logger: e.logger(),
 	}
 	if f.endpos != "" {
 		if cfg.EndLSN, err = event.ParseLSN(f.endpos); err != nil {
@@ -95,7 +96,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 				return err
 			}
 			// Like pg_recvlogical: a server that restarts is waited for.
-			fmt.Fprintf(e.stderr, "pgfeed: %s; retrying in %v\n", oneLine(err), backoff)
+			e.warnf("%s; retrying in %v", oneLine(err), backoff)
 			if !sleepCtx(ctx, backoff) {
 				return nil
 			}
@@ -103,7 +104,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 			continue
 		}
 		if opened {
-			fmt.Fprintf(e.stderr, "pgfeed: reconnected to slot %s\n", cfg.Slot)
+			e.warnf("reconnected to slot %s", cfg.Slot)
 		}
 		// The slot exists now: if it vanishes, that is a gap to report,
 		// not a reason to create another (and an initial snapshot is the
@@ -125,7 +126,7 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 		if err == nil || errors.Is(err, source.ErrGap) || errors.Is(err, errOutput) {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "pgfeed: %s; reconnecting in %v\n", oneLine(err), backoff)
+		e.warnf("%s; reconnecting in %v", oneLine(err), backoff)
 		if !sleepCtx(ctx, backoff) {
 			return nil
 		}

@@ -23,8 +23,11 @@ import (
 
 // Options tune a new cluster. The zero value gives a cluster fit for tests.
 type Options struct {
-	// BinDir holds initdb, pg_ctl and postgres. Empty: FindBinDir.
+	// BinDir holds initdb, pg_ctl and postgres. Empty: those of Version.
 	BinDir string
+	// Version is the PostgreSQL major version to run (see FindVersion).
+	// Zero: FindBinDir's.
+	Version int
 	// Settings are extra postgresql.conf lines, name = value.
 	Settings map[string]string
 }
@@ -47,7 +50,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	bin := opts.BinDir
 	if bin == "" {
 		var err error
-		if bin, err = FindBinDir(); err != nil {
+		if opts.Version != 0 {
+			bin, err = FindVersion(opts.Version)
+		} else {
+			bin, err = FindBinDir()
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -81,10 +89,18 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 // FindBinDir locates PostgreSQL's server programs: $PGFEED_PG_BIN, then
+// those of major version $PGFEED_PG_VERSION (FindVersion), then
 // `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin, then $PATH.
 func FindBinDir() (string, error) {
 	if d := os.Getenv("PGFEED_PG_BIN"); d != "" {
 		return d, nil
+	}
+	if v := os.Getenv("PGFEED_PG_VERSION"); v != "" {
+		major, err := strconv.Atoi(v)
+		if err != nil {
+			return "", fmt.Errorf("PGFEED_PG_VERSION=%q: want a major version such as 17", v)
+		}
+		return FindVersion(major)
 	}
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
 		d := strings.TrimSpace(string(out))
