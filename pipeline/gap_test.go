@@ -55,22 +55,30 @@ func fileSink(t *testing.T) (Sink, string) {
 	return newSink(t, "out", "main", fs), dir
 }
 
+// runningPipeline runs a pipeline from a fresh database (named like its
+// slot) to a file sink, until it delivered a first row, and returns the
+// database and Run's result.
+func runningPipeline(t *testing.T, slot string) (*pgx.Conn, <-chan error) {
+	t.Helper()
+	dsn := pgtest.CreateDB(t, pg, slot)
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int)")
+	k, dir := fileSink(t)
+	src := Source{Name: "main", Stream: source.Config{DSN: dsn, Slot: slot, Create: true}}
+	p := &Pipeline{Sources: []Source{src}, Sinks: []Sink{k}, Store: openStore(t), MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	waitSlot(t, db, slot)
+	pgtest.Exec(t, db, "INSERT INTO items VALUES (1, 1)")
+	waitFor(t, "the first row", func() bool { s, _ := readState(t, dir); return len(s) == 1 })
+	return db, done
+}
+
 // Item 9 of "nothing lost": a slot dropped under a running pipeline stops
 // it with one line that names the gap and the way out; the slot is not
 // created again behind the user's back.
 func TestSlotDroppedUnderRunningPipeline(t *testing.T) {
-	dsn := pgtest.CreateDB(t, pg, "slotgone")
-	db := pgtest.Connect(t, dsn)
-	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int)")
-	store := openStore(t)
-	k, dir := fileSink(t)
-	src := Source{Name: "main", Stream: source.Config{DSN: dsn, Slot: "slotgone", Create: true}}
-	p := &Pipeline{Sources: []Source{src}, Sinks: []Sink{k}, Store: store, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
-	done := make(chan error, 1)
-	go func() { done <- p.Run(context.Background()) }()
-	waitSlot(t, db, "slotgone")
-	pgtest.Exec(t, db, "INSERT INTO items VALUES (1, 1)")
-	waitFor(t, "the first row", func() bool { s, _ := readState(t, dir); return len(s) == 1 })
+	db, done := runningPipeline(t, "slotgone")
 
 	// Take the slot away: end its walsender, then drop it before the
 	// pipeline reconnects (it may win a few times).
@@ -138,18 +146,7 @@ func TestCheckpointFromAnotherCluster(t *testing.T) {
 // one line saying the slot must be created again, instead of retrying
 // forever.
 func TestPublicationDroppedUnderRunningPipeline(t *testing.T) {
-	dsn := pgtest.CreateDB(t, pg, "pubgone")
-	db := pgtest.Connect(t, dsn)
-	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int)")
-	store := openStore(t)
-	k, dir := fileSink(t)
-	src := Source{Name: "main", Stream: source.Config{DSN: dsn, Slot: "pubgone", Create: true}}
-	p := &Pipeline{Sources: []Source{src}, Sinks: []Sink{k}, Store: store, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
-	done := make(chan error, 1)
-	go func() { done <- p.Run(context.Background()) }()
-	waitSlot(t, db, "pubgone")
-	pgtest.Exec(t, db, "INSERT INTO items VALUES (1, 1)")
-	waitFor(t, "the first row", func() bool { s, _ := readState(t, dir); return len(s) == 1 })
+	db, done := runningPipeline(t, "pubgone")
 	pgtest.Exec(t, db, "DROP PUBLICATION pubgone", "INSERT INTO items VALUES (2, 2)")
 	var err error
 	select {
