@@ -144,6 +144,9 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config, version
 	if err != nil {
 		return nil, false, err
 	}
+	if pub.exists && pub.comment == ownerComment(cfg.Slot) && (pub.viaRoot || version < 130000) && sameList(pub, want, before) {
+		return nil, listed, nil // already as wanted: no catalog change, no WAL, no cache invalidation
+	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if err := alignPublication(ctx, tx.Conn(), cfg, pub, want, version); err != nil {
 			return err
@@ -163,6 +166,20 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, cfg *Config, version
 		}
 	}
 	return added, listed, nil
+}
+
+// sameList reports whether an existing list publication already holds
+// exactly the wanted tables, with no row filter to compare.
+func sameList(pub publication, want pubForm, in map[tableName]bool) bool {
+	if pub.allTables || want.allTables || want.schemas != nil || len(want.filters) > 0 || len(want.tables) != len(in) {
+		return pub.allTables && want.allTables
+	}
+	for _, t := range want.tables {
+		if !in[t] {
+			return false
+		}
+	}
+	return len(want.tables) > 0
 }
 
 // alignPublication creates the publication or changes it to want, in the
