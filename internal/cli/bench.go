@@ -191,7 +191,10 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 			return fmt.Errorf("preparing the benchmark: %w", err)
 		}
 	}
-	for _, s := range slots {
+	// The server's own decode rate, with no client at all: a slot read
+	// with pg_logical_slot_peek_binary_changes, which does not consume.
+	const peekSlot = "pgfeed_bench_peek"
+	for _, s := range append(slices.Clone(slots), peekSlot) {
 		if _, err := db.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s); err != nil {
 			return fmt.Errorf("creating slot %s: %w", s, err)
 		}
@@ -220,6 +223,21 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		fmt.Fprintf(e.stderr, "bench: %-14s %8.0f rows/s (%v)\n", name, float64(changes)/elapsed.Seconds(), elapsed.Round(time.Millisecond))
 		if b, ok := best[name]; !ok || elapsed < b {
 			best[name] = elapsed
+		}
+		return nil
+	}
+	peek := func() error {
+		start := time.Now()
+		var n int64
+		err := db.QueryRow(ctx, `SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, $2::pg_lsn, NULL,
+			'proto_version', '1', 'publication_names', $3, 'messages', 'true')`, peekSlot, end, pub).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("timing the server's decoding: %w", err)
+		}
+		elapsed := time.Since(start)
+		fmt.Fprintf(e.stderr, "bench: %-14s %8.0f rows/s (%v, %d messages)\n", "server decode", float64(changes)/elapsed.Seconds(), elapsed.Round(time.Millisecond), n)
+		if b, ok := best["server decode"]; !ok || elapsed < b {
+			best["server decode"] = elapsed
 		}
 		return nil
 	}
@@ -259,6 +277,7 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		}
 		// pgfeed writes JSON lines to /dev/null (exec opens it when Stdout is nil).
 		steps := []func() error{
+			peek,
 			func() error { return timed("pg_recvlogical", recv) },
 			func() error { return timed("pgfeed stream", feed) },
 			func() error { return timed("run discard", runDiscard) },
@@ -282,10 +301,10 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		}
 	}
 	rate := func(name string) float64 { return float64(changes) / best[name].Seconds() }
-	recvRate := rate("pg_recvlogical")
-	fmt.Fprintf(e.stdout, "changes: %d\npg_recvlogical: %.0f rows/s\n", changes, recvRate)
+	recvRate, serverRate := rate("pg_recvlogical"), rate("server decode")
+	fmt.Fprintf(e.stdout, "changes: %d\nserver decode (no client): %.0f rows/s\npg_recvlogical: %.0f rows/s (%.2fx server decode)\n", changes, serverRate, recvRate, recvRate/serverRate)
 	for _, name := range []string{"pgfeed stream", "run discard", "run file"} {
-		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical)\n", name, rate(name), rate(name)/recvRate)
+		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical, %.2fx server decode)\n", name, rate(name), rate(name)/recvRate, rate(name)/serverRate)
 	}
 	for _, k := range f.sinks {
 		name := "run " + k
