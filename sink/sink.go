@@ -32,7 +32,10 @@ type Record struct {
 // acks the batch's positions as soon as Write returns, and a position acked
 // is never delivered again. On error nothing of the batch counts as written,
 // and the pipeline will deliver it again, so sinks must tolerate duplicates
-// of a failed batch. A Sink is used by one goroutine at a time.
+// of a failed batch. A sink fed by several sources gets Writes from one
+// worker per source, possibly at once: a Sink must be safe for concurrent
+// use (order matters only within one source's Writes, which come one at a
+// time).
 //
 // A sink that the destination refuses some records of for good (an HTTP
 // 4xx, a message too large for the broker) returns a *RejectedError that
