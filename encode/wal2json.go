@@ -591,10 +591,14 @@ func appendWal2JSONChange(dst []byte, e *event.Event, o *Wal2JSONOptions) []byte
 	return append(dst, '}')
 }
 
-func appendWal2JSONNames(dst []byte, cols []event.Column, n int, include func(int) bool) []byte {
+// appendWal2JSONArray appends a JSON array with one element, written by
+// elem, for each column among the first n that include keeps: the shape of
+// every per-column list wal2json writes (names, types, oids, optionals,
+// values).
+func appendWal2JSONArray(dst []byte, n int, include func(int) bool, elem func(dst []byte, i int) []byte) []byte {
 	dst = append(dst, '[')
 	first := true
-	for i := 0; i < n && i < len(cols); i++ {
+	for i := 0; i < n; i++ {
 		if !include(i) {
 			continue
 		}
@@ -602,49 +606,34 @@ func appendWal2JSONNames(dst []byte, cols []event.Column, n int, include func(in
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = event.AppendJSONString(dst, cols[i].Name)
+		dst = elem(dst, i)
 	}
 	return append(dst, ']')
+}
+
+func appendWal2JSONNames(dst []byte, cols []event.Column, n int, include func(int) bool) []byte {
+	return appendWal2JSONArray(dst, min(n, len(cols)), include, func(dst []byte, i int) []byte {
+		return event.AppendJSONString(dst, cols[i].Name)
+	})
 }
 
 func appendWal2JSONTypes(dst []byte, cols []event.Column, n int, include func(int) bool, typname bool) []byte {
-	dst = append(dst, '[')
-	first := true
-	for i := 0; i < n && i < len(cols); i++ {
-		if !include(i) {
-			continue
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
+	return appendWal2JSONArray(dst, min(n, len(cols)), include, func(dst []byte, i int) []byte {
 		if typname {
-			dst = appendTypnameJSON(dst, cols[i].Type)
-		} else {
-			dst = appendFormatTypeJSON(dst, &cols[i])
+			return appendTypnameJSON(dst, cols[i].Type)
 		}
-	}
-	return append(dst, ']')
+		return appendFormatTypeJSON(dst, &cols[i])
+	})
 }
 
 func appendWal2JSONOids(dst []byte, cols []event.Column, n int, include func(int) bool) []byte {
-	dst = append(dst, '[')
-	first := true
-	for i := 0; i < n && i < len(cols); i++ {
-		if !include(i) {
-			continue
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
+	return appendWal2JSONArray(dst, min(n, len(cols)), include, func(dst []byte, i int) []byte {
 		var oid uint32
 		if cols[i].Type != nil {
 			oid = cols[i].Type.OID
 		}
-		dst = appendUint(dst, uint64(oid))
-	}
-	return append(dst, ']')
+		return appendUint(dst, uint64(oid))
+	})
 }
 
 // appendWal2JSONOptionals appends "columnoptionals": false for a NOT NULL
@@ -652,39 +641,18 @@ func appendWal2JSONOids(dst []byte, cols []event.Column, n int, include func(int
 // of a table with a primary key or replica identity index are, and every
 // other column is reported nullable.
 func appendWal2JSONOptionals(dst []byte, rel *event.Relation, n int, include func(int) bool) []byte {
-	dst = append(dst, '[')
-	first := true
-	for i := 0; i < n && i < len(rel.Columns); i++ {
-		if !include(i) {
-			continue
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
+	return appendWal2JSONArray(dst, min(n, len(rel.Columns)), include, func(dst []byte, i int) []byte {
 		if rel.Columns[i].Key && !rel.NoKey {
-			dst = append(dst, "false"...)
-		} else {
-			dst = append(dst, "true"...)
+			return append(dst, "false"...)
 		}
-	}
-	return append(dst, ']')
+		return append(dst, "true"...)
+	})
 }
 
 func appendWal2JSONValues(dst []byte, cols []event.Column, row event.Row, include func(int) bool, tz *time.Location) []byte {
-	dst = append(dst, '[')
-	first := true
-	for i := 0; i < len(row) && i < len(cols); i++ {
-		if !include(i) {
-			continue
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		dst = appendWal2JSONValue(dst, row[i], cols[i].Type, tz)
-	}
-	return append(dst, ']')
+	return appendWal2JSONArray(dst, min(len(row), len(cols)), include, func(dst []byte, i int) []byte {
+		return appendWal2JSONValue(dst, row[i], cols[i].Type, tz)
+	})
 }
 
 // The OIDs wal2json treats specially when printing values.
