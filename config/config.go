@@ -65,6 +65,9 @@ type HTTP struct {
 	// Listen is the host:port to serve on; empty (the default) runs no
 	// server. WebSocket sinks without a listen of their own are served here.
 	Listen string
+	// Token is the bearer token the /debug/ endpoints require; empty
+	// allows them only on a loopback listen address.
+	Token string
 }
 
 // Source types.

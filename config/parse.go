@@ -131,6 +131,7 @@ func (r *reader) config(top *table) *Config {
 	if c.HTTP.Listen = listen; ok {
 		r.checkAddr(ht.path("listen"), listen, false)
 	}
+	c.HTTP.Token, _ = ht.strOK("token")
 	ht.done()
 
 	for _, t := range top.subs("sources") {

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 
 	"github.com/pgfeed/pgfeed/pipeline"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +21,16 @@ type AdminOptions struct {
 	// Logger receives errors met while gathering metrics or writing a
 	// response; nil discards them.
 	Logger *slog.Logger
+	// Level is the process's log level, which POST /debug/on sets to
+	// debug and /debug/off back to what it was when NewAdmin ran. Nil:
+	// those endpoints answer 501.
+	Level *slog.LevelVar
+	// Token, when set, is the bearer token /debug/... requires
+	// (Authorization: Bearer TOKEN). Without one, /debug/... is served
+	// only when Loopback is true.
+	Token string
+	// Loopback tells that the server listens on a loopback address only.
+	Loopback bool
 }
 
 // NewAdmin returns the handler of the admin API. status is called once per
@@ -34,6 +48,9 @@ type AdminOptions struct {
 //   - /stats: the same JSON, always 200, for dashboards and scripts that
 //     want the counters whatever the state. It carries "ok" too, so that a
 //     reader of either endpoint sees the same document.
+//   - POST /debug/on, /debug/off: the log level to debug and back;
+//     /debug/pprof/...: net/http/pprof. These need the bearer token of
+//     opts.Token, or without one a loopback listener; else 401 (403).
 //   - /metrics: Prometheus text format, from a registry of its own (never
 //     the global default one) holding the pipeline's metrics, computed at
 //     scrape time, and the Go runtime and process collectors.
@@ -53,7 +70,10 @@ func NewAdmin(status func() pipeline.Status, opts AdminOptions) (http.Handler, e
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	a := &admin{status: status, log: log}
+	a := &admin{status: status, log: log, level: opts.Level, token: opts.Token, loopback: opts.Loopback}
+	if a.level != nil {
+		a.baseLevel = a.level.Level()
+	}
 	a.routes = map[string]http.Handler{
 		"/health":  http.HandlerFunc(a.health),
 		"/status":  http.HandlerFunc(a.readiness),
@@ -67,11 +87,96 @@ type admin struct {
 	status func() pipeline.Status
 	log    *slog.Logger
 	routes map[string]http.Handler
+
+	level     *slog.LevelVar
+	baseLevel slog.Level
+	token     string
+	loopback  bool
+}
+
+// IsLoopback reports whether a listen address (host:port) is a loopback
+// one: localhost, 127.0.0.0/8 or ::1.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authorized checks a /debug/ request's bearer token, answering 401 (or
+// 403 when no token is configured and the listener is not loopback)
+// itself when it fails.
+func (a *admin) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if a.token == "" {
+		if a.loopback {
+			return true
+		}
+		a.writeError(w, http.StatusForbidden, "the /debug endpoints need http.token when http.listen is not a loopback address")
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pgfeed admin"`)
+		a.writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return false
+	}
+	return true
+}
+
+// debug serves /debug/on, /debug/off and /debug/pprof/..., after the token
+// check.
+func (a *admin) debug(w http.ResponseWriter, r *http.Request) {
+	if !a.authorized(w, r) {
+		return
+	}
+	switch p := r.URL.Path; {
+	case p == "/debug/on" || p == "/debug/off":
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			a.writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s: use POST", r.Method, p))
+			return
+		}
+		if a.level == nil {
+			a.writeError(w, http.StatusNotImplemented, "this server cannot change the log level")
+			return
+		}
+		lv := slog.LevelDebug
+		if p == "/debug/off" {
+			lv = a.baseLevel
+		}
+		a.level.Set(lv)
+		a.log.Info("admin API: log level set", "level", lv.String())
+		a.writeJSON(w, http.StatusOK, struct {
+			Level string `json:"level"`
+		}{strings.ToLower(lv.String())})
+	case p == "/debug/pprof/cmdline":
+		pprof.Cmdline(w, r)
+	case p == "/debug/pprof/profile":
+		pprof.Profile(w, r)
+	case p == "/debug/pprof/symbol":
+		pprof.Symbol(w, r)
+	case p == "/debug/pprof/trace":
+		pprof.Trace(w, r)
+	case strings.HasPrefix(p, "/debug/pprof/"):
+		pprof.Index(w, r) // the index and the named profiles (heap, goroutine, ...)
+	default:
+		a.writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use /debug/on, /debug/off or /debug/pprof/", p))
+	}
 }
 
 // ServeHTTP routes by exact path. It does not use http.ServeMux because the
 // mux answers 404 and 405 in plain text, and the API promises JSON errors.
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.log.Debug("admin API request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	if strings.HasPrefix(r.URL.Path, "/debug/") {
+		a.debug(w, r)
+		return
+	}
 	h, ok := a.routes[r.URL.Path]
 	if !ok {
 		a.writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use /health, /status, /stats or /metrics", r.URL.Path))

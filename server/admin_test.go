@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -174,10 +175,10 @@ func TestAdminEndpoints(t *testing.T) {
 			},
 		},
 		{
-			name: "unknown path", status: streaming, method: "GET", path: "/debug/on",
+			name: "unknown path", status: streaming, method: "GET", path: "/nope",
 			code: 404, contentType: "application/json",
 			check: func(t *testing.T, body string) {
-				checkOneLineError(t, body, `no such endpoint "/debug/on"`)
+				checkOneLineError(t, body, `no such endpoint "/nope"`)
 			},
 		},
 		{
@@ -372,6 +373,56 @@ func TestAdminsHaveTheirOwnRegistry(t *testing.T) {
 		body := get(t, tt.h, "GET", "/metrics").Body.String()
 		if !strings.Contains(body, tt.has) || strings.Contains(body, tt.hasnt) {
 			t.Errorf("metrics mix two admins' series:\n%s", body)
+		}
+	}
+}
+
+// Without a token /debug/ is served on a loopback listener only; with one,
+// only to a request that carries it.
+func TestAdminDebugAuth(t *testing.T) {
+	var lv slog.LevelVar
+	lv.Set(slog.LevelWarn)
+	for _, tc := range []struct {
+		name     string
+		token    string
+		loopback bool
+		header   string
+		want     int
+	}{
+		{"loopback, no token", "", true, "", 200},
+		{"not loopback, no token", "", false, "", 403},
+		{"token, none sent", "t0k", true, "", 401},
+		{"token, wrong", "t0k", false, "Bearer nope", 401},
+		{"token, not bearer", "t0k", false, "t0k", 401},
+		{"token, right", "t0k", false, "Bearer t0k", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := NewAdmin(func() pipeline.Status { return streamingStatus(t) }, AdminOptions{Level: &lv, Token: tc.token, Loopback: tc.loopback})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{"/debug/on", "/debug/off"} {
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodPost, p, nil)
+				if tc.header != "" {
+					req.Header.Set("Authorization", tc.header)
+				}
+				h.ServeHTTP(rec, req)
+				if rec.Code != tc.want {
+					t.Errorf("POST %s: %d %s, want %d", p, rec.Code, rec.Body, tc.want)
+				}
+				if tc.want != 200 {
+					decodeJSON(t, rec.Body.String())
+				}
+			}
+			if lv.Level() != slog.LevelWarn {
+				t.Errorf("level %v after on and off, want the level NewAdmin saw (WARN)", lv.Level())
+			}
+		})
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:80": true, "[::1]:1": true, "localhost:9": true, "0.0.0.0:80": false, "[::]:1": false, "10.1.2.3:4": false} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, got)
 		}
 	}
 }

@@ -19,6 +19,9 @@ type logFlags struct {
 	level     string // "" for the command's default
 	formatSet bool   // --log-format was given (it then overrides [log] format)
 	mu        sync.Mutex
+	// runLevel is the level of the run logger, which the admin API's
+	// /debug/on and /debug/off change while it runs.
+	runLevel slog.LevelVar
 }
 
 func (f *logFlags) register(root *cobra.Command) {

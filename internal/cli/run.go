@@ -98,7 +98,8 @@ type replay struct {
 }
 
 func newLogger(e *env, l config.Log) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.Level}
+	e.logs.runLevel.Set(l.Level)
+	opts := &slog.HandlerOptions{Level: &e.logs.runLevel}
 	if l.Format == "json" {
 		return slog.New(slog.NewJSONHandler(e.logs.writer(e.stderr), opts))
 	}
@@ -158,7 +159,7 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOption
 	g, gctx := errgroup.WithContext(ctx)
 	stopHTTP := func() {}
 	if ln != nil {
-		if stopHTTP, err = serveAdmin(g, ln, p.Status, log); err != nil {
+		if stopHTTP, err = serveAdmin(g, ln, p.Status, log, &e.logs.runLevel, cfg.HTTP.Token); err != nil {
 			p.CloseSinks()
 			return err
 		}
@@ -205,8 +206,10 @@ func listenHTTP(addr string) (net.Listener, error) {
 // shuts it down gracefully. A server that fails while the pipeline runs
 // fails the run: monitoring that silently went away is worse than a
 // restart.
-func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Status, log *slog.Logger) (stop func(), err error) {
-	h, err := server.NewAdmin(status, server.AdminOptions{Logger: log})
+func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Status, log *slog.Logger, level *slog.LevelVar, token string) (stop func(), err error) {
+	h, err := server.NewAdmin(status, server.AdminOptions{
+		Logger: log, Level: level, Token: token, Loopback: server.IsLoopback(ln.Addr().String()),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +224,7 @@ func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Statu
 		}
 		return nil
 	})
-	log.Info("http admin API listening", "addr", addr, "endpoints", "/health /status /stats /metrics")
+	log.Info("http admin API listening", "addr", addr, "endpoints", "/health /status /stats /metrics /debug/on /debug/off /debug/pprof/")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 		defer cancel()
