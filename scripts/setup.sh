@@ -36,6 +36,8 @@ if [ -n "$pg_major" ] && $wal2json_missing; then
 fi
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nats-server >/dev/null || missing+=(nats-server)
+# Headless Chromium renders the admin status page in the server tests.
+command -v chromium >/dev/null || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ] && ! $wal2json_missing; then
   exit 0

@@ -2,6 +2,7 @@ package server
 
 import (
 	"crypto/subtle"
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,18 @@ type AdminOptions struct {
 	Token string
 	// Loopback tells that the server listens on a loopback address only.
 	Loopback bool
+	// Clients lists the clients of the WebSocket API, shown as "clients"
+	// in /status and /stats and on the status page; nil: none (an empty
+	// list). Each element is marshalled as JSON; "name" or "remote" label
+	// it on the page.
+	Clients func() []any
 }
+
+// statusPage is the page at /: plain HTML and a little script that polls
+// /stats every second, with no resource from elsewhere.
+//
+//go:embed ui/index.html
+var statusPage []byte
 
 // NewAdmin returns the handler of the admin API. status is called once per
 // request (and once per scrape) and must be safe to call concurrently, as
@@ -40,6 +52,7 @@ type AdminOptions struct {
 // Every endpoint answers GET and HEAD; any other method gets 405, and an
 // unknown path 404, each with a one-line JSON body {"error": "..."}.
 //
+//   - /: the status page (HTML), which polls /stats every second.
 //   - /health: 200 "ok" as long as the process serves HTTP (liveness).
 //   - /status: the Status as JSON plus "ok", which is true when every source
 //     is streaming and no slot is invalidated or at risk of it; 200 when ok,
@@ -70,11 +83,12 @@ func NewAdmin(status func() pipeline.Status, opts AdminOptions) (http.Handler, e
 			return nil, fmt.Errorf("registering metrics: %w", err)
 		}
 	}
-	a := &admin{status: status, log: log, level: opts.Level, token: opts.Token, loopback: opts.Loopback}
+	a := &admin{status: status, log: log, level: opts.Level, token: opts.Token, loopback: opts.Loopback, clients: opts.Clients}
 	if a.level != nil {
 		a.baseLevel = a.level.Level()
 	}
 	a.routes = map[string]http.Handler{
+		"/":        http.HandlerFunc(a.page),
 		"/health":  http.HandlerFunc(a.health),
 		"/status":  http.HandlerFunc(a.readiness),
 		"/stats":   http.HandlerFunc(a.stats),
@@ -88,6 +102,7 @@ type admin struct {
 	log    *slog.Logger
 	routes map[string]http.Handler
 
+	clients   func() []any
 	level     *slog.LevelVar
 	baseLevel slog.Level
 	token     string
@@ -179,7 +194,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h, ok := a.routes[r.URL.Path]
 	if !ok {
-		a.writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use /health, /status, /stats or /metrics", r.URL.Path))
+		a.writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %q: use /, /health, /status, /stats, /metrics or /debug/", r.URL.Path))
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -188,6 +203,15 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.ServeHTTP(w, r)
+}
+
+func (a *admin) page(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	// The page loads nothing from elsewhere and runs only its own script.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(statusPage)
 }
 
 func (a *admin) health(w http.ResponseWriter, _ *http.Request) {
@@ -199,6 +223,8 @@ func (a *admin) health(w http.ResponseWriter, _ *http.Request) {
 type statusDoc struct {
 	OK bool `json:"ok"`
 	pipeline.Status
+	// Clients are the WebSocket API's clients (AdminOptions.Clients).
+	Clients []any `json:"clients"`
 }
 
 func (a *admin) snapshot() statusDoc {
@@ -210,7 +236,13 @@ func (a *admin) snapshot() statusDoc {
 	if st.Sinks == nil {
 		st.Sinks = []pipeline.SinkStatus{}
 	}
-	return statusDoc{OK: ready(st), Status: st}
+	clients := []any{}
+	if a.clients != nil {
+		if c := a.clients(); c != nil {
+			clients = c
+		}
+	}
+	return statusDoc{OK: ready(st), Status: st, Clients: clients}
 }
 
 // ready reports whether every source is streaming from a healthy slot. A pipeline always has a
