@@ -669,3 +669,14 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// [http] token takes ${ENV} like every secret.
+func TestHTTPToken(t *testing.T) {
+	c, err := Parse([]byte(minimal+"[http]\nlisten = \"127.0.0.1:8080\"\ntoken = \"${ADMIN_TOKEN}\"\n"), env("ADMIN_TOKEN", "t0k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Token != "t0k" {
+		t.Errorf("http.token = %q, want t0k", c.HTTP.Token)
+	}
+}
