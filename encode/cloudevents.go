@@ -76,11 +76,24 @@ func CloudEventsType(op event.Op) string {
 }
 
 func cloudEventsTypeSuffix(op event.Op) string {
+	// Constants, not concatenations: Encode allocates nothing.
 	switch op {
+	case event.OpInsert:
+		return "change.insert"
+	case event.OpUpdate:
+		return "change.update"
+	case event.OpDelete:
+		return "change.delete"
+	case event.OpTruncate:
+		return "change.truncate"
+	case event.OpRead:
+		return "change.read"
 	case event.OpMessage:
 		return "message"
-	case event.OpBegin, event.OpCommit:
-		return "transaction." + op.String()
+	case event.OpBegin:
+		return "transaction.begin"
+	case event.OpCommit:
+		return "transaction.commit"
 	case event.OpSchema:
 		return "schema"
 	}
@@ -138,9 +151,29 @@ func appendSubjectKey(dst []byte, e *event.Event) []byte {
 		return dst[:start]
 	}
 	// The key is JSON; as part of a JSON string it is escaped once more.
-	// Keys are small: one copy is cheaper than a second encoder.
-	key := string(dst[keyAt:])
-	return appendEscapedBody(dst[:keyAt], key)
+	// JSON text holds no raw control characters, so only quotes and
+	// backslashes need it: escaped in place, from the end, without a copy.
+	n := 0
+	for _, c := range dst[keyAt:] {
+		if c == '"' || c == '\\' {
+			n++
+		}
+	}
+	end := len(dst)
+	for range n {
+		dst = append(dst, 0)
+	}
+	w := len(dst)
+	for r := end - 1; r >= keyAt; r-- {
+		c := dst[r]
+		w--
+		dst[w] = c
+		if c == '"' || c == '\\' {
+			w--
+			dst[w] = '\\'
+		}
+	}
+	return dst
 }
 
 // Subject returns the subject attribute Encode gives e, "" when it has none.
