@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
 	"github.com/pgfeed/pgfeed/sink/file"
+	"github.com/pgfeed/pgfeed/source"
 )
 
 // ceReceiver is an HTTP endpoint that parses every request with the
@@ -119,6 +121,13 @@ url = "`+binary.srv.URL+`"
 	}
 	stop := run(t, p)
 	waitSlot(t, db, "ce_conf")
+	// TRUNCATE is not MVCC-safe: run before the snapshot read its table,
+	// it would empty the snapshot's view too.
+	waitFor(t, "the initial snapshot read", func() bool {
+		var done bool
+		_ = db.QueryRow(context.Background(), "SELECT done FROM "+source.SnapshotTable+" WHERE slot = 'ce_conf'").Scan(&done)
+		return done
+	})
 	pgtest.Exec(t, db,
 		`INSERT INTO "Odd table" VALUES (1, 'eu', 12.50, 1.5, true, '{"a":[1,2]}', '\x00ff', '2026-11-23 04:56:29.368123+00',
 			'2026-11-23', '{x,"y z"}', 'happy', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'ok')`,
