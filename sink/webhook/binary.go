@@ -55,11 +55,9 @@ func binaryEvent(structured []byte) (*bytes.Buffer, http.Header, error) {
 		if !validAttributeName(name) {
 			return nil, nil, fmt.Errorf("sending a CloudEvent in binary mode: %q is not a CloudEvents attribute name (a-z, 0-9)", name)
 		}
-		// Set directly: the binding's header names are lower case, and
-		// canonicalizing them would only cost time.
-		hdr["ce-"+name] = []string{percentEncode(value)}
+		hdr.Set("ce-"+name, percentEncode(value)) // header names are case-insensitive
 	}
-	if _, ok := hdr["ce-specversion"]; !ok {
+	if hdr.Get("ce-specversion") == "" {
 		return nil, nil, errors.New("sending a CloudEvent in binary mode: the record has no specversion")
 	}
 	if _, ok := hdr["Content-Type"]; !ok && body.Len() > 0 {
