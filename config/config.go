@@ -336,6 +336,10 @@ type RedisSink struct {
 const (
 	WebhookBatch  = "batch"  // a JSON array of events per request
 	WebhookSingle = "single" // one event per request
+	// WebhookBinary is one CloudEvent per request in the HTTP binding's
+	// binary content mode: attributes in ce-* headers, data as the body.
+	// It needs format = "cloudevents".
+	WebhookBinary = "binary"
 )
 
 // WebhookSink POSTs events to a URL.
@@ -346,7 +350,7 @@ type WebhookSink struct {
 	// Secret signs every request with HMAC-SHA256 (X-Pgfeed-Signature);
 	// empty: requests are not signed.
 	Secret string
-	Mode   string // WebhookBatch (the default) or WebhookSingle
+	Mode   string // WebhookBatch (the default), WebhookSingle or WebhookBinary
 	// MaxBatch bounds the events of one request in batch mode (500).
 	MaxBatch int
 	// MaxInFlight bounds the requests open at once (1: in commit order).

@@ -469,8 +469,14 @@ func (r *reader) webhook(t *table, s *Sink) *WebhookSink {
 		w.Secret = t.mustStr("secret")
 	}
 	w.Mode = t.strDefault("mode", WebhookBatch)
-	if w.Mode != "" && w.Mode != WebhookBatch && w.Mode != WebhookSingle {
-		r.add(t.path("mode"), "unknown mode %q (have: batch, single)", w.Mode)
+	switch w.Mode {
+	case "", WebhookBatch, WebhookSingle:
+	case WebhookBinary:
+		if s.Format != "cloudevents" {
+			r.add(t.path("mode"), `binary is the CloudEvents HTTP binding's mode: set format = "cloudevents", or use mode = "single"`)
+		}
+	default:
+		r.add(t.path("mode"), "unknown mode %q (have: batch, single, binary)", w.Mode)
 	}
 	if s.Format == "avro" && w.Mode == WebhookBatch {
 		r.add(t.path("format"), `avro is binary and cannot be batched in a JSON array: set mode = "single", or use another format`)
@@ -488,8 +494,8 @@ func (r *reader) webhook(t *table, s *Sink) *WebhookSink {
 	}
 	w.MaxBatch = positive("max_batch", DefaultWebhookBatch)
 	w.MaxInFlight = positive("max_in_flight", 1)
-	if w.Mode == WebhookSingle && t.has("max_batch") {
-		r.add(t.path("max_batch"), `has no effect with mode = "single": remove it`)
+	if (w.Mode == WebhookSingle || w.Mode == WebhookBinary) && t.has("max_batch") {
+		r.add(t.path("max_batch"), `has no effect with mode = %q: remove it`, w.Mode)
 	}
 	w.Retries = DefaultWebhookRetries
 	if t.has("retries") {

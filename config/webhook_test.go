@@ -95,7 +95,7 @@ func TestWebhookProblems(t *testing.T) {
 	}
 	tests := []struct{ name, toml, want string }{
 		{"empty secret", hook(`secret = "${SECRET:-}"`), `sinks.hook.secret: empty`},
-		{"mode", hook(`mode = "stream"`), `sinks.hook.mode: unknown mode "stream" (have: batch, single)`},
+		{"mode", hook(`mode = "stream"`), `sinks.hook.mode: unknown mode "stream" (have: batch, single, binary)`},
 		{"avro batched", hook(`format = "avro"`), `sinks.hook.format: avro is binary and cannot be batched in a JSON array: set mode = "single", or use another format`},
 		{"max_batch zero", hook(`max_batch = 0`), `sinks.hook.max_batch: must be at least 1`},
 		{"max_batch single", hook("mode = \"single\"\nmax_batch = 5"), `sinks.hook.max_batch: has no effect with mode = "single": remove it`},

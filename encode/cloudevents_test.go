@@ -3,6 +3,7 @@ package encode
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/pgfeed/pgfeed/event"
 )
@@ -66,8 +67,8 @@ func TestCloudEventsAttributes(t *testing.T) {
 		"specversion":     "1.0",
 		"id":              "0/16B37A0:1",
 		"source":          "/pgfeed/shop",
-		"type":            "pgfeed.insert",
-		"subject":         "public.data",
+		"type":            "io.pgfeed.change.insert",
+		"subject":         "public.data/" + string(Key(e)),
 		"time":            "2026-11-23T04:56:29.368123Z",
 		"datacontenttype": "application/json",
 	} {
@@ -84,9 +85,11 @@ func TestCloudEventsAttributes(t *testing.T) {
 		t.Errorf("data = %s\nwant the native JSON %s", raw.Data, e.AppendJSON(nil))
 	}
 
-	// Events without a table or a commit time leave those attributes out.
+	// Events without a table leave the subject out; without a commit time
+	// they get the encoder's clock.
 	read := testEvents()[8].ev
-	out, err = NewCloudEvents(Options{CloudEventsSource: "urn:pgfeed:test"}).Encode(nil, &event.Event{Op: event.OpBegin, XID: read.XID, CommitLSN: read.CommitLSN})
+	clock := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	out, err = NewCloudEvents(Options{CloudEventsSource: "urn:pgfeed:test", Now: func() time.Time { return clock }}).Encode(nil, &event.Event{Op: event.OpBegin, XID: read.XID, CommitLSN: read.CommitLSN})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +97,8 @@ func TestCloudEventsAttributes(t *testing.T) {
 	if _, ok := m["subject"]; ok {
 		t.Errorf("begin has a subject: %s", out)
 	}
-	if _, ok := m["time"]; ok {
-		t.Errorf("an event without commit time has a time: %s", out)
+	if m["time"] != "2026-12-01T10:00:00Z" || m["type"] != "io.pgfeed.transaction.begin" {
+		t.Errorf("an event without commit time: time %v, type %v, want the clock's and io.pgfeed.transaction.begin", m["time"], m["type"])
 	}
 	if m["source"] != "urn:pgfeed:test" {
 		t.Errorf("source = %v", m["source"])

@@ -116,8 +116,8 @@ type Options struct {
 	DebeziumVersion string
 
 	// CloudEventsSource is the CloudEvents "source" attribute, a URI
-	// reference. Default "/pgfeed/" + ServerName, or "/pgfeed" when
-	// ServerName is empty.
+	// reference. Default "/pgfeed/<ServerName>/<Database>" (see
+	// CloudEventsSource), "/pgfeed/<ServerName>" when Database is empty.
 	CloudEventsSource string
 
 	// Wal2JSON are the wal2json plugin options of the wal2json and
@@ -127,7 +127,8 @@ type Options struct {
 	Wal2JSON *Wal2JSONOptions
 
 	// Now is the clock for the fields that record when pgfeed processed an
-	// event rather than when Postgres committed it (Debezium's payload.ts_ms).
+	// event rather than when Postgres committed it (Debezium's payload.ts_ms,
+	// the CloudEvents time of an event that carries no time of its own).
 	// Default time.Now; tests pass a fixed clock.
 	Now func() time.Time
 }

@@ -187,6 +187,7 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 		}
 		w, err := webhook.New(webhook.Options{
 			URL: st.URL, Headers: st.Headers, Format: k.Format, Single: st.Mode == config.WebhookSingle,
+			Binary:   st.Mode == config.WebhookBinary,
 			MaxBatch: st.MaxBatch, MaxInFlight: st.MaxInFlight, Timeout: st.Timeout, Secret: []byte(st.Secret),
 			Retries: retries, MinBackoff: st.MinBackoff, MaxBackoff: st.MaxBackoff, TLS: tlsOpts,
 			Logger: log.With("sink", k.Name),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgfeed/pgfeed/event"
@@ -14,8 +15,11 @@ import (
 // initialSnapshot is the snapshot a new slot exported, to be read before
 // streaming starts.
 type initialSnapshot struct {
-	name    string
-	at      event.LSN
+	name string
+	at   event.LSN
+	// time is when the slot exported the snapshot: the commit time its
+	// reads carry, the moment the rows they hold were current.
+	time    time.Time
 	tables  []string
 	filters map[string]string // the publication's row filters by "schema.table"
 }
@@ -97,6 +101,7 @@ func (l *loop) readSnapshot(ctx context.Context, snap *initialSnapshot) error {
 		snapshot.SnapshotOptions{Workers: l.s.cfg.SnapshotWorkers, Position: snap.at, Types: l.types, Filters: snap.filters},
 		func(e *event.Event) error {
 			e = snapshot.Clone(e) // the event is only valid during this call
+			e.CommitTime = snap.time
 			mu.Lock()
 			defer mu.Unlock()
 			l.batch = append(l.batch, e)
@@ -108,7 +113,7 @@ func (l *loop) readSnapshot(ctx context.Context, snap *initialSnapshot) error {
 	}
 	// The end of the snapshot: Next passes it on with Transactions, and
 	// notes it either way, so that an ack after it marks the snapshot done.
-	l.batch = append(l.batch, &event.Event{Op: event.OpCommit, LSN: snap.at, CommitLSN: snap.at, EndLSN: snap.at})
+	l.batch = append(l.batch, &event.Event{Op: event.OpCommit, LSN: snap.at, CommitLSN: snap.at, EndLSN: snap.at, CommitTime: snap.time})
 	l.s.log.Info("initial snapshot read", "rows", st.Rows, "tables", st.Tables, "elapsed", st.Elapsed)
 	return push(true)
 }

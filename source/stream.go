@@ -184,6 +184,7 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		if err != nil {
 			return fail(err)
 		}
+		exported := time.Now() // the snapshot's time, as near as the client can tell
 		if start, err = event.ParseLSN(res.ConsistentPoint); err != nil {
 			return fail(fmt.Errorf("reading consistent point of new slot: %w", err))
 		}
@@ -197,7 +198,7 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 			if err != nil {
 				return fail(err)
 			}
-			snap = &initialSnapshot{name: res.SnapshotName, at: start, tables: tables, filters: filters}
+			snap = &initialSnapshot{name: res.SnapshotName, at: start, time: exported, tables: tables, filters: filters}
 		}
 	}
 

@@ -115,7 +115,7 @@ func TestStreamFormats(t *testing.T) {
 	if err := json.Unmarshal(c.read(), &ce); err != nil {
 		t.Fatal(err)
 	}
-	if ce["specversion"] != "1.0" || ce["type"] != "pgfeed.update" || !strings.HasPrefix(ce["id"].(string), u["commit_lsn"].(string)+":") {
+	if ce["specversion"] != "1.0" || ce["type"] != "io.pgfeed.change.update" || !strings.HasPrefix(ce["id"].(string), u["commit_lsn"].(string)+":") {
 		t.Fatalf("cloudevent after the ack of the inserts: %v", ce)
 	}
 	c.close()

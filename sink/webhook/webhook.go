@@ -82,6 +82,12 @@ type Options struct {
 	// default sends a JSON array of up to MaxBatch events per request;
 	// formats whose values are not JSON (avro) need Single.
 	Single bool
+	// Binary sends one event per request in the CloudEvents HTTP binding's
+	// binary content mode: the event's attributes in ce-* headers
+	// (percent-encoded as the binding asks), its datacontenttype as the
+	// Content-Type and its data as the body. It needs Format "cloudevents"
+	// and implies Single.
+	Binary bool
 	// MaxBatch bounds the events of one request in batch mode (default 500).
 	MaxBatch int
 	// MaxInFlight bounds the requests that one Write has open at once
@@ -210,6 +216,12 @@ func New(opts Options) (*Sink, error) {
 		opts.MaxBackoff = DefaultMaxBackoff
 	}
 	opts.MaxBackoff = max(opts.MaxBackoff, opts.MinBackoff)
+	if opts.Binary {
+		if opts.Format != encode.FormatCloudEvents {
+			return nil, fmt.Errorf("configuring webhook: binary mode is the CloudEvents HTTP binding's and needs format %q, not %q", encode.FormatCloudEvents, opts.Format)
+		}
+		opts.Single = true
+	}
 	if opts.Format == encode.FormatAvro && !opts.Single {
 		return nil, errors.New("configuring webhook: avro values are binary and cannot be batched in a JSON array: send one event per request")
 	}
@@ -342,11 +354,14 @@ func (e *retryError) Unwrap() error { return e.err }
 func (s *Sink) post(ctx context.Context, recs []sink.Record) error {
 	// A fresh buffer per request, never pooled: the transport may still
 	// be writing a body after the response came (an early 4xx).
-	buf := s.body(recs)
+	buf, hdr, err := s.body(recs)
+	if err != nil {
+		return &rejectError{err: err} // the record itself is wrong: retrying cannot help
+	}
 	key := idempotencyKey(recs, buf.Bytes())
 	backoff := s.opts.MinBackoff
 	for attempt := 0; ; attempt++ {
-		err := s.attempt(ctx, buf.Bytes(), key)
+		err := s.attempt(ctx, buf.Bytes(), key, hdr)
 		if err == nil {
 			return nil
 		}
@@ -377,7 +392,7 @@ func (s *Sink) post(ctx context.Context, recs []sink.Record) error {
 }
 
 // attempt makes one request and classifies its outcome.
-func (s *Sink) attempt(ctx context.Context, body []byte, key string) error {
+func (s *Sink) attempt(ctx context.Context, body []byte, key string, hdr http.Header) error {
 	actx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, s.url, bytes.NewReader(body))
@@ -392,6 +407,9 @@ func (s *Sink) attempt(ctx context.Context, body []byte, key string) error {
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Type", s.contentType())
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	req.Header.Set("User-Agent", "pgfeed-webhook")
 	req.Header.Set(HeaderIdempotencyKey, key)
 	if len(s.opts.Secret) > 0 {
@@ -473,8 +491,12 @@ func Sign(secret []byte, timestamp string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// body builds a request's body.
-func (s *Sink) body(recs []sink.Record) *bytes.Buffer {
+// body builds a request's body, and in binary mode the headers that
+// carry the event's attributes.
+func (s *Sink) body(recs []sink.Record) (*bytes.Buffer, http.Header, error) {
+	if s.opts.Binary {
+		return binaryEvent(recs[0].Value)
+	}
 	n := len(recs) + 1
 	for i := range recs {
 		n += len(recs[i].Value)
@@ -482,7 +504,7 @@ func (s *Sink) body(recs []sink.Record) *bytes.Buffer {
 	buf := bytes.NewBuffer(make([]byte, 0, n))
 	if s.opts.Single {
 		buf.Write(recs[0].Value)
-		return buf
+		return buf, nil, nil
 	}
 	buf.WriteByte('[')
 	for i := range recs {
@@ -492,7 +514,7 @@ func (s *Sink) body(recs []sink.Record) *bytes.Buffer {
 		buf.Write(recs[i].Value)
 	}
 	buf.WriteByte(']')
-	return buf
+	return buf, nil, nil
 }
 
 func (s *Sink) contentType() string {
