@@ -54,10 +54,20 @@ func TestFailoverSlot(t *testing.T) {
 		}
 		want := c.want == nil || *c.want
 		if h.Failover == nil || *h.Failover != want {
-			t.Errorf("slot %s: failover = %v, want %v", c.slot, h.Failover, want)
+			t.Errorf("slot %s: failover = %s, want %v", c.slot, boolText(h.Failover), want)
 		}
 		if h.Synced == nil || *h.Synced {
-			t.Errorf("slot %s on the primary: synced = %v, want false", c.slot, h.Synced)
+			t.Errorf("slot %s on the primary: synced = %s, want false", c.slot, boolText(h.Synced))
 		}
 	}
+}
+
+func boolText(b *bool) string {
+	if b == nil {
+		return "not read"
+	}
+	if *b {
+		return "true"
+	}
+	return "false"
 }
