@@ -15,9 +15,9 @@ bash scripts/pg-versions.sh "$@" >/dev/null
 
 # One regular expression per package; each names whole tests.
 declare -A FOCUS=(
-	[./source]='^(TestProofOfConcept|TestRedeliveryAfterRestart|TestIdleSlotAdvances|TestEveryType|TestUnchangedToast|TestKeyEveryIdentity|TestOtherOps|TestLargeTransactions|TestStreamedSavepoints|TestInitialSnapshotJoinsStream|TestEachSlotHasItsOwnPublication|TestSlotHealth|TestSlotInvalidatedByKeepSize|TestSlotInvalidatedByIdleTimeout)$'
+	[./source]='^(TestProofOfConcept|TestRedeliveryAfterRestart|TestIdleSlotAdvances|TestEveryType|TestUnchangedToast|TestKeyEveryIdentity|TestOtherOps|TestLargeTransactions|TestStreamedSavepoints|TestInitialSnapshotJoinsStream|TestEachSlotHasItsOwnPublication|TestSlotHealth|TestSlotInvalidatedByKeepSize|TestSlotInvalidatedByIdleTimeout|TestFailoverSlot)$'
 	[./pipeline]='^(TestReconnectAfterPostgresRestart|TestInitialSnapshotInterrupted|TestSlotDroppedUnderRunningPipeline|TestSlotInvalidatedStopsPipeline)$'
-	[./internal/cli]='^(TestSlotCommands|TestStreamSnapshotReadAgainAfterKill|TestInvalidatedSlot)$'
+	[./internal/cli]='^(TestSlotCommands|TestStreamSnapshotReadAgainAfterKill|TestInvalidatedSlot|TestSlotCreateFailover)$'
 )
 
 failed=0

@@ -67,6 +67,12 @@ type Config struct {
 	// ProtocolVersion of pgoutput: 1, or 2 with streaming of large
 	// in-progress transactions. Zero picks 2 on PostgreSQL 14 and later.
 	ProtocolVersion int
+	// Failover creates the slot as a failover slot (PostgreSQL 17+):
+	// physical standbys with sync_replication_slots = on keep a copy of it
+	// that the stream can continue from once one of them is promoted. Nil:
+	// on where the server supports it. True on an older server is an error.
+	// An existing slot is left as it is.
+	Failover *bool
 	// SlotWait is how long Open waits for a slot that another connection
 	// holds to be released, before failing (default 3s; negative: not at all).
 	SlotWait time.Duration

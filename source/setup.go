@@ -168,13 +168,37 @@ func checkSlot(s slotInfo, name, database string) error {
 	return nil
 }
 
+// FailoverVersion is the first server_version_num with failover slots.
+const FailoverVersion = 170000
+
+// failoverSlot says whether a slot created on a server of version should
+// be a failover slot: want (nil: where supported), or an error when it is
+// asked of a server that has none.
+func failoverSlot(want *bool, version int) (bool, error) {
+	if want == nil {
+		return version >= FailoverVersion, nil
+	}
+	if *want && version < FailoverVersion {
+		return false, &UserError{Msg: fmt.Sprintf("failover slots need PostgreSQL 17 or later (server is %d): set failover = false, or upgrade the server", version)}
+	}
+	return *want, nil
+}
+
 // createSlot creates the logical slot on the replication connection. With
 // export, the snapshot it exports stays valid until the next command on
-// that connection.
-func createSlot(ctx context.Context, repl *pgconn.PgConn, name string, export bool) (pglogrepl.CreateReplicationSlotResult, error) {
+// that connection. A failover slot (PostgreSQL 17+) is synced to the
+// standbys that have sync_replication_slots = on.
+func createSlot(ctx context.Context, repl *pgconn.PgConn, name string, export, failover bool) (pglogrepl.CreateReplicationSlotResult, error) {
 	action := "NOEXPORT_SNAPSHOT"
 	if export {
 		action = "EXPORT_SNAPSHOT"
+	}
+	if failover {
+		// Only the parenthesized syntax (PostgreSQL 15+) has the option.
+		action = "(SNAPSHOT 'nothing', FAILOVER true)"
+		if export {
+			action = "(SNAPSHOT 'export', FAILOVER true)"
+		}
 	}
 	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, name, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action})
 	if err != nil {

@@ -180,7 +180,11 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		}
 	}
 	if !slot.exists {
-		res, err := createSlot(ctx, repl, cfg.Slot, cfg.InitialSnapshot)
+		failover, err := failoverSlot(cfg.Failover, version)
+		if err != nil {
+			return fail(err)
+		}
+		res, err := createSlot(ctx, repl, cfg.Slot, cfg.InitialSnapshot, failover)
 		if err != nil {
 			return fail(err)
 		}
@@ -188,7 +192,7 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		if start, err = event.ParseLSN(res.ConsistentPoint); err != nil {
 			return fail(fmt.Errorf("reading consistent point of new slot: %w", err))
 		}
-		cfg.Logger.Info("created replication slot", "slot", cfg.Slot, "consistent_point", start)
+		cfg.Logger.Info("created replication slot", "slot", cfg.Slot, "consistent_point", start, "failover", failover)
 		if cfg.InitialSnapshot {
 			tables, err := snapshotTables(ctx, meta, &cfg)
 			if err != nil {

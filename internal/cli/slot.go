@@ -113,12 +113,12 @@ func listSlots(ctx context.Context, db *pgx.Conn) ([]SlotInfo, error) {
 // stderr for each slot at risk or invalidated.
 func printSlots(e *env, slots []SlotInfo) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tCONFIRMED_FLUSH_LSN\tRETAINED_WAL_BYTES\tLAG_BYTES\tWAL_STATUS\tSAFE_WAL_SIZE\tINACTIVE_SINCE\tINVALIDATION_REASON\tSPILL_BYTES\tSTREAM_BYTES")
+	fmt.Fprintln(tw, "SLOT\tPLUGIN\tDATABASE\tACTIVE\tCONFIRMED_FLUSH_LSN\tRETAINED_WAL_BYTES\tLAG_BYTES\tWAL_STATUS\tSAFE_WAL_SIZE\tINACTIVE_SINCE\tINVALIDATION_REASON\tSPILL_BYTES\tSTREAM_BYTES\tFAILOVER\tSYNCED")
 	for _, s := range slots {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Plugin, s.Database, s.Active, s.ConfirmedLSN,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Plugin, s.Database, s.Active, s.ConfirmedLSN,
 			s.RetainedBytes, s.LagBytes, dash(s.WALStatus), safeSize(s.Health), inactiveSince(s.InactiveSince),
 			dash(s.InvalidationReason), counter(s.Stats, func(st *source.SlotStats) int64 { return st.SpillBytes }),
-			counter(s.Stats, func(st *source.SlotStats) int64 { return st.StreamBytes }))
+			counter(s.Stats, func(st *source.SlotStats) int64 { return st.StreamBytes }), flag(s.Failover), flag(s.Synced))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -137,6 +137,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// flag prints a column of PostgreSQL 17+ ("-" before).
+func flag(b *bool) string {
+	if b == nil {
+		return "-"
+	}
+	return strconv.FormatBool(*b)
 }
 
 func safeSize(h source.Health) string {
@@ -164,16 +172,44 @@ func counter(st *source.SlotStats, f func(*source.SlotStats) int64) string {
 }
 
 func newSlotCreateCmd(e *env) *cobra.Command {
-	return slotNameCmd(e, "create NAME", "Create a logical replication slot with the pgoutput plugin",
+	var failover bool
+	var c *cobra.Command
+	c = slotNameCmd(e, "create NAME", "Create a logical replication slot with the pgoutput plugin",
 		func(ctx context.Context, db *pgx.Conn, name string) error {
+			var version int
+			if err := db.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+				return source.ExplainSQL(err, "reading the server version")
+			}
+			var want *bool
+			if c.Flags().Changed("failover") {
+				want = &failover
+			}
+			fo := version >= source.FailoverVersion
+			if want != nil {
+				if *want && !fo {
+					return &source.UserError{Msg: fmt.Sprintf("failover slots need PostgreSQL 17 or later (server is %d): drop --failover", version)}
+				}
+				fo = *want
+			}
+			query := "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')"
+			args := []any{name}
+			if version >= source.FailoverVersion {
+				query = "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false, false, $2)"
+				args = append(args, fo)
+			}
 			var lsn string
-			err := db.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", name).Scan(&lsn)
-			if err != nil {
+			if err := db.QueryRow(ctx, query, args...).Scan(&lsn); err != nil {
 				return slotError(err, "creating slot "+name)
 			}
-			fmt.Fprintf(e.stdout, "created slot %s at %s\n", name, lsn)
+			kind := ""
+			if fo {
+				kind = " (failover)"
+			}
+			fmt.Fprintf(e.stdout, "created slot %s at %s%s\n", name, lsn, kind)
 			return nil
 		})
+	c.Flags().BoolVar(&failover, "failover", true, "create a failover slot, synced to standbys with sync_replication_slots (PostgreSQL 17+; default on there)")
+	return c
 }
 
 func newSlotDropCmd(e *env) *cobra.Command {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -93,4 +94,53 @@ func TestDemo(t *testing.T) {
 func lines(path string) int {
 	b, _ := os.ReadFile(path)
 	return strings.Count(string(b), "\n")
+}
+
+// TestSlotCreateFailover: slot create makes a failover slot by default where
+// the server has them (PostgreSQL 17+), a plain one with --failover=false,
+// refuses --failover on an older server, and slot list shows the columns.
+func TestSlotCreateFailover(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "slots_failover")
+	conn := pgtest.Connect(t, dsn)
+	var version int
+	if err := conn.QueryRow(context.Background(), "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	failover := func(name string) string {
+		var fo *bool
+		if version >= 170000 {
+			if err := conn.QueryRow(context.Background(), "SELECT failover FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&fo); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return flag(fo)
+	}
+	if code, out, stderr := runCLI(t, "slot", "create", "--dsn", dsn, "fo_default"); code != 0 {
+		t.Fatalf("create: %d %q %q", code, out, stderr)
+	}
+	if code, out, stderr := runCLI(t, "slot", "create", "--dsn", dsn, "--failover=false", "fo_off"); code != 0 {
+		t.Fatalf("create --failover=false: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr := runCLI(t, "slot", "create", "--dsn", dsn, "--failover", "fo_on")
+	if version < 170000 {
+		if code == 0 || !strings.Contains(stderr, "PostgreSQL 17") {
+			t.Fatalf("PostgreSQL %d: create --failover: %d %q %q, want one error line naming PostgreSQL 17", version, code, out, stderr)
+		}
+		if got := failover("fo_default") + failover("fo_off"); got != "--" {
+			t.Errorf("PostgreSQL %d: failover columns %q", version, got)
+		}
+		return
+	}
+	if code != 0 {
+		t.Fatalf("create --failover: %d %q %q", code, out, stderr)
+	}
+	for name, want := range map[string]string{"fo_default": "true", "fo_off": "false", "fo_on": "true"} {
+		if got := failover(name); got != want {
+			t.Errorf("slot %s: failover = %s, want %s", name, got, want)
+		}
+	}
+	code, out, stderr = runCLI(t, "slot", "list", "--dsn", dsn)
+	if code != 0 || !strings.Contains(out, "FAILOVER") || !strings.Contains(out, "SYNCED") {
+		t.Fatalf("list: %d %q %q", code, out, stderr)
+	}
 }
