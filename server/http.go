@@ -195,6 +195,11 @@ func (l *limitListener) setIdle(c *limitedConn, idle bool) {
 		since = time.Now()
 	}
 	l.conns[c] = since
+	if idle {
+		// An Accept may be waiting because every connection was busy when
+		// it looked: this one may now make room.
+		l.signal()
+	}
 }
 
 func (l *limitListener) release(c *limitedConn) {

@@ -196,13 +196,19 @@ func TestSlowClientDropped(t *testing.T) {
 			t.Fatal("the stream did not start")
 		}
 	}
-	// An idle slot may advance up to here, not over the inserts.
+	// The slot may advance while nothing is in flight, even into the first
+	// insert's records while the walsender is still decoding it (a
+	// keepalive's WAL end is where decoding is, and that transaction,
+	// committing later, is sent again after a restart), but never over its
+	// commit: before is read right after that commit.
 	var before string
-	if err := db.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&before); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 40 {
 		pgtest.Exec(t, db, fmt.Sprintf(`INSERT INTO t SELECT g, repeat('x', 1000) FROM generate_series(%d, %d) g`, i*1000+1, i*1000+1000))
+		if i == 0 {
+			if err := db.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	var active bool
 	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -220,8 +226,8 @@ func TestSlowClientDropped(t *testing.T) {
 	if err := db.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&after); err != nil {
 		t.Fatal(err)
 	}
-	if lsn(t, after) > lsn(t, before) {
-		t.Fatalf("the slot moved to %s, over the inserts from %s, without an ack", after, before)
+	if lsn(t, after) >= lsn(t, before) {
+		t.Fatalf("the slot moved to %s, over the first insert's commit (before %s), without an ack", after, before)
 	}
 	c := ts.dial(t, "slotName="+slot)
 	if f := c.frame(); f.Change[0]["columnvalues"].([]any)[0].(json.Number) != "1" {
