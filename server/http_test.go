@@ -57,7 +57,7 @@ func (c *countedConn) Close() error {
 // startAdminServer serves the admin API on a free port of 127.0.0.1 with
 // opts and returns its address and the listener that counts its
 // connections.
-func startAdminServer(t *testing.T, opts ServeOptions) (string, *countingListener) {
+func startAdminServer(t *testing.T, opts ServeOptions) (string, *countingListener, *HTTPServer) {
 	t.Helper()
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,7 +73,37 @@ func startAdminServer(t *testing.T, opts ServeOptions) (string, *countingListene
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return tcp.Addr().String(), ln
+	return tcp.Addr().String(), ln, srv
+}
+
+// waitAllIdle waits until the server has seen every connection it holds go
+// idle. net/http marks a connection idle after the response was written, so
+// a client may already have its answer while the server still counts it busy
+// (under -race, for several more round trips).
+func waitAllIdle(t *testing.T, s *HTTPServer) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		busy := 0
+		s.mu.Lock()
+		for _, l := range s.limits {
+			l.mu.Lock()
+			for c, since := range l.conns {
+				if c != nil && since.IsZero() {
+					busy++
+				}
+			}
+			l.mu.Unlock()
+		}
+		s.mu.Unlock()
+		if busy == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still busy after their answer", busy)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func dial(t *testing.T, addr string) net.Conn {
@@ -121,7 +151,7 @@ func (u *unexpected) Error() string { return "unexpected answer " + u.s }
 // connections idle the longest are the ones closed.
 func TestIdleConnectionsDoNotStallNewClients(t *testing.T) {
 	const maxConns = 4
-	addr, ln := startAdminServer(t, ServeOptions{MaxConns: maxConns, IdleTimeout: time.Hour})
+	addr, ln, srv := startAdminServer(t, ServeOptions{MaxConns: maxConns, IdleTimeout: time.Hour})
 	var idle []net.Conn
 	var readers []*bufio.Reader
 	for i := range 5 * maxConns {
@@ -130,6 +160,7 @@ func TestIdleConnectionsDoNotStallNewClients(t *testing.T) {
 		if err := getHealth(c, r); err != nil {
 			t.Fatalf("client %d (with %d idle connections open): %v", i, len(idle), err)
 		}
+		waitAllIdle(t, srv)
 		idle, readers = append(idle, c), append(readers, r)
 	}
 	if _, most := ln.counts(); most > maxConns {
@@ -154,7 +185,7 @@ func TestIdleConnectionsDoNotStallNewClients(t *testing.T) {
 // each after ReadHeaderTimeout, and then serves a real client.
 func TestSilentConnectionsAreBounded(t *testing.T) {
 	const maxConns = 4
-	addr, ln := startAdminServer(t, ServeOptions{MaxConns: maxConns, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour})
+	addr, ln, _ := startAdminServer(t, ServeOptions{MaxConns: maxConns, ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour})
 	for range 3 * maxConns {
 		dial(t, addr)
 	}

@@ -108,6 +108,12 @@ sources = ["main"]
 	if code, body := adminDo(t, http.MethodPost, base+"/debug/off", token); code != 200 || !strings.Contains(body, `"level":"info"`) {
 		t.Fatalf("POST /debug/off: %d %s", code, body)
 	}
+	// The process logged the request to /debug/off at debug before it
+	// switched; that line reaches our pipe after the answer, so wait for the
+	// switch's own line before counting.
+	waitUntil(t, "the switch back to info in the log", func() bool {
+		return strings.Contains(stderr.String(), `msg="admin API: log level set" level=INFO`)
+	})
 	before := strings.Count(stderr.String(), "level=DEBUG")
 	httpGet(base + "/stats")
 	httpGet(base + "/health")
