@@ -107,9 +107,11 @@ type PostgresSource struct {
 	// Snapshot delivers every row of the tables as read events when the
 	// slot is created, so a sink starts with the whole data, not only what
 	// changes afterwards.
-	Snapshot  bool
-	Retain    Retain
-	Heartbeat time.Duration // how often to write a heartbeat on an idle database; 0: never
+	Snapshot bool
+	Retain   Retain
+	// Heartbeat is how often to check that the slot advances and write a
+	// heartbeat when it does not; 0: the default (1m), negative: never.
+	Heartbeat time.Duration
 	// Filters maps "schema.table" to a row filter, the expression of the
 	// publication's WHERE for that table (route.NormalizeWhere), from
 	// [sources.NAME.filter."schema.table"] where = "...". PostgreSQL 15 and

@@ -220,6 +220,13 @@ retain = "512MB"`, 1), func(c *Config) bool {
 retain = 4096`, 1), func(c *Config) bool {
 			return c.Sources[0].Settings.(*PostgresSource).Retain == Retain{Bytes: 4096}
 		}},
+		{"heartbeat by default", minimal, func(c *Config) bool {
+			return c.Sources[0].Settings.(*PostgresSource).Heartbeat == 0 // the stream's default
+		}},
+		{"heartbeats off", strings.Replace(minimal, `dsn = "postgres://localhost/db"`, `dsn = "x"
+heartbeat = "0s"`, 1), func(c *Config) bool {
+			return c.Sources[0].Settings.(*PostgresSource).Heartbeat < 0
+		}},
 		{"redis channel", minimal + `
 [sinks.r]
 type = "redis"

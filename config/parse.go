@@ -198,7 +198,11 @@ func (r *reader) postgres(t *table) *PostgresSource {
 	p.Exclude = t.each("exclude", r.checkTablePattern)
 	p.Snapshot = t.boolean("snapshot")
 	p.Retain = t.retain("retain")
+	// Absent: the stream's default; "0s": never (the stream's negative).
 	p.Heartbeat = t.duration("heartbeat")
+	if t.has("heartbeat") && p.Heartbeat == 0 {
+		p.Heartbeat = -1
+	}
 
 	for _, ft := range t.subs("filter") {
 		where := ft.mustStr("where")

@@ -70,7 +70,7 @@ func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open b
 		stream := source.Config{
 			DSN: pgs.DSN, Slot: pgs.Slot, Publication: pgs.Publication, Create: pgs.Create,
 			Tables: pgs.Tables, Exclude: pgs.Exclude, Filters: pgs.Filters, Logger: log,
-			BackfillNewTables: pgs.Snapshot,
+			BackfillNewTables: pgs.Snapshot, Heartbeat: pgs.Heartbeat,
 		}
 		if err := stream.Validate(); err != nil {
 			return nil, sourceError(s.Name, err)
@@ -79,11 +79,10 @@ func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open b
 			databases[s.Name] = pc.Database
 		}
 		p.Sources = append(p.Sources, Source{
-			Name:      s.Name,
-			Stream:    stream,
-			Retain:    checkpoint.Retention{Age: pgs.Retain.Age, Bytes: uint64(max(pgs.Retain.Bytes, 0))},
-			Snapshot:  pgs.Snapshot,
-			Heartbeat: pgs.Heartbeat,
+			Name:     s.Name,
+			Stream:   stream,
+			Retain:   checkpoint.Retention{Age: pgs.Retain.Age, Bytes: uint64(max(pgs.Retain.Bytes, 0))},
+			Snapshot: pgs.Snapshot,
 		})
 	}
 	for _, k := range cfg.Sinks {

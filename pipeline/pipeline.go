@@ -26,12 +26,9 @@ type Source struct {
 	// Snapshot sends every row of the source's tables as read events when
 	// its slot is created, read in the slot's exported snapshot.
 	Snapshot bool
-	// Heartbeat writes a non-transactional logical message this often, so
-	// that the slot advances even when no published table changes.
-	Heartbeat time.Duration
 	// Kafka, when set, makes this a Kafka source: it reads the topics a
-	// pgfeed Kafka sink wrote, in a consumer group, and Stream, Retain,
-	// Snapshot and Heartbeat do not apply.
+	// pgfeed Kafka sink wrote, in a consumer group, and Stream, Retain and
+	// Snapshot do not apply.
 	Kafka *kafkasource.Options
 }
 

@@ -57,11 +57,6 @@ func (p *Pipeline) runSource(ctx context.Context, src *Source, sinks []*Sink) er
 		wg.Add(1)
 		go func() { defer wg.Done(); w.run(ctx) }()
 	}
-	if r.src.Heartbeat > 0 {
-		hbCtx, stopHeartbeat := context.WithCancel(ctx)
-		defer stopHeartbeat()
-		go r.heartbeat(hbCtx)
-	}
 	err := r.streamLoop(ctx)
 	// A clean stop: the workers write what is queued, then the last acks go
 	// out with the final status update of the stream.
@@ -304,34 +299,5 @@ func (r *sourceRun) ackLocked() {
 	}
 	if err := r.stream.Ack(confirm); err != nil {
 		r.p.Logger.Warn("acking", "source", r.src.Name, "lsn", confirm, "err", err)
-	}
-}
-
-// HeartbeatPrefix is the prefix of the logical messages heartbeats write.
-// Sinks never see them; they only move positions forward.
-const HeartbeatPrefix = "pgfeed.heartbeat"
-
-// heartbeat writes a non-transactional message on an interval. On a
-// database whose published tables are idle while others write, this gives
-// the slot something to confirm, so Postgres does not retain WAL for it.
-func (r *sourceRun) heartbeat(ctx context.Context) {
-	t := time.NewTicker(r.src.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		conn, err := source.Connect(ctx, r.src.Stream.DSN)
-		if err != nil {
-			r.p.Logger.Warn("heartbeat", "source", r.src.Name, "err", err)
-			continue
-		}
-		_, err = conn.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, '')", HeartbeatPrefix)
-		conn.Close(context.Background())
-		if err != nil && ctx.Err() == nil {
-			r.p.Logger.Warn("heartbeat", "source", r.src.Name, "err", err)
-		}
 	}
 }

@@ -302,7 +302,7 @@ func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark
 
 // encode routes and encodes events into records for the sink, appending
 // them to records and their values (and, with RecordKeys, the encoder's
-// keys) to buf; transaction boundaries, heartbeats and (unless Schemas)
+// keys) to buf; transaction boundaries and (unless Schemas)
 // schema events are left out, and so is an event its format writes
 // nothing for (wal2json for a schema event, Debezium for a truncate).
 // With RecordKeys a tombstone (a nil value) follows each event the encoder
@@ -326,8 +326,7 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 		return poison(rec, len(records), err)
 	}
 	for _, e := range events {
-		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !k.Schemas) ||
-			(e.Op == event.OpMessage && e.Message.Prefix == HeartbeatPrefix) {
+		if e.Op == event.OpBegin || e.Op == event.OpCommit || (e.Op == event.OpSchema && !k.Schemas) {
 			continue
 		}
 		rec, keep := k.Router.Apply(e)

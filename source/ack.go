@@ -124,6 +124,14 @@ func (t *tracker) advance() {
 	}
 }
 
+// idle reports whether nothing is in flight: every transaction received
+// was acked and none is being received.
+func (t *tracker) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending) == 0 && t.openTxn == 0 && t.acked >= t.delivered
+}
+
 // position returns the position that may be confirmed to Postgres.
 func (t *tracker) position() event.LSN {
 	t.mu.Lock()

@@ -80,6 +80,12 @@ type Config struct {
 	// (Stream.Health), warning when the slot comes at risk of being
 	// invalidated (default 30s; negative: only once, in Open).
 	SlotCheckInterval time.Duration
+	// Heartbeat is how often the stream checks whether its slot advances,
+	// writing a heartbeat (a non-transactional logical message that Next
+	// never returns) when it does not: its tables idle, nothing in flight,
+	// the server's WAL ahead of the confirmed position (default
+	// DefaultHeartbeat; negative: never).
+	Heartbeat time.Duration
 	// StatusInterval is how often the confirmed position is reported to the
 	// server (default 1s).
 	StatusInterval time.Duration
@@ -157,6 +163,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.SlotCheckInterval == 0 {
 		cfg.SlotCheckInterval = 30 * time.Second
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.StatusInterval <= 0 {
 		cfg.StatusInterval = time.Second

@@ -379,6 +379,11 @@ func (l *loop) decode(ctx context.Context, walStart event.LSN, msg pgoutput.Mess
 			l.keyed[m.OID] = true
 		}
 	case *pgoutput.LogicalMessage:
+		if !m.Transactional && m.Prefix == HeartbeatPrefix {
+			// Never delivered nor registered: the next keepalive's WAL end
+			// covers it, and that is the position it was written for.
+			return nil
+		}
 		if !m.Transactional {
 			l.s.tracker.single(event.LSN(m.LSN))
 		}

@@ -36,6 +36,8 @@ type Stream struct {
 
 	stopWatch context.CancelFunc // stops the table watcher, if one runs
 	slotWatch *slotWatch         // checks the slot's health (health.go)
+	heartbeat *heartbeat         // keeps an idle slot moving (heartbeat.go); nil: off
+	stopBeat  context.CancelFunc
 
 	// The initial snapshot read by this stream, until it is acked in full:
 	// snapAt is its consistent point, snapEnded is set once Next handed out
@@ -60,6 +62,7 @@ type Stats struct {
 	ServerWALEnd   event.LSN // latest WAL end the server reported
 	StartLSN       event.LSN // where the stream started (the slot's confirmed position)
 	ProtocolVerion int
+	Heartbeats     int64 // heartbeats written because the slot did not advance
 }
 
 type stats struct {
@@ -294,6 +297,12 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 		close(s.done)
 	}()
 	s.slotWatch = startSlotWatch(&s.cfg, health)
+	if s.cfg.Heartbeat > 0 {
+		beatCtx, stopBeat := context.WithCancel(context.Background())
+		s.heartbeat, s.stopBeat = &heartbeat{cfg: &s.cfg, tracker: s.tracker}, stopBeat
+		s.heartbeat.done = make(chan struct{})
+		go func() { defer close(s.heartbeat.done); s.heartbeat.run(beatCtx) }()
+	}
 	if cfg.Create && cfg.TableWatchInterval > 0 && listed {
 		watchCtx, stopWatch := context.WithCancel(context.Background())
 		s.stopWatch = stopWatch
@@ -409,7 +418,12 @@ func (s *Stream) Confirmed() event.LSN { return s.tracker.position() }
 
 // Stats returns the stream's counters.
 func (s *Stream) Stats() Stats {
+	var beats int64
+	if s.heartbeat != nil {
+		beats = s.heartbeat.written.Load()
+	}
 	return Stats{
+		Heartbeats:     beats,
 		Events:         s.stats.events.Load(),
 		Bytes:          s.stats.bytes.Load(),
 		Transactions:   s.stats.txns.Load(),
@@ -430,6 +444,10 @@ func (s *Stream) Close() error {
 			s.stopWatch()
 		}
 		s.slotWatch.stop()
+		if s.stopBeat != nil {
+			s.stopBeat()
+			<-s.heartbeat.done
+		}
 		s.backfills.stop()
 		s.cancel()
 	})

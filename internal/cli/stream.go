@@ -27,6 +27,7 @@ type streamFlags struct {
 	wal2jsonOpts string
 	protocol     int
 	flushPeriod  time.Duration
+	heartbeat    time.Duration
 }
 
 func newStreamCmd(e *env) *cobra.Command {
@@ -58,6 +59,7 @@ delivered again on the next run (dedupe on commit_lsn + seq).`,
 	fl.StringVar(&f.format, "format", "json", "output format: json, wal2json (one object per transaction), wal2json2 (one per change), debezium or cloudevents")
 	fl.StringVar(&f.wal2jsonOpts, "wal2json-options", "include-xids,include-timestamp,include-lsn", "with --format wal2json or wal2json2: the plugin's options, as pg_recvlogical -o takes them, comma-separated")
 	fl.IntVar(&f.protocol, "protocol", 0, "pgoutput protocol version 1 or 2 (default: 2 on PostgreSQL 14+)")
+	fl.DurationVar(&f.heartbeat, "heartbeat", source.DefaultHeartbeat, "how often to check that the slot advances, writing a heartbeat message (never printed) when its tables are idle while the server writes WAL; 0: never")
 	fl.DurationVar(&f.flushPeriod, "flush-interval", 10*time.Millisecond, "longest time output stays buffered (and unacked) under load; with nothing more at hand it is flushed at once")
 	return c
 }
@@ -70,7 +72,10 @@ func runStream(ctx context.Context, e *env, f *streamFlags) error {
 	cfg := source.Config{
 		DSN: f.conn.resolve(e), Slot: f.slot, Publication: f.pub, Tables: f.tables, Create: f.create,
 		Transactions: true, Schemas: f.withSchema, ProtocolVersion: f.protocol, InitialSnapshot: f.snapshot,
-		Logger: e.logger(),
+		Logger: e.logger(), Heartbeat: f.heartbeat,
+	}
+	if f.heartbeat <= 0 {
+		cfg.Heartbeat = -1
 	}
 	if f.endpos != "" {
 		if cfg.EndLSN, err = event.ParseLSN(f.endpos); err != nil {
