@@ -177,14 +177,18 @@ func writer(ctx context.Context, dsn string, seed uint64) {
 			conn = c
 		}
 		id := 1 + r.IntN(200)
+		// Not cancelled by ctx: a statement cancelled on the client side
+		// may still commit on the server after the test read the table's
+		// end, so each one runs to its end.
+		stmt := context.WithoutCancel(ctx)
 		var err error
 		switch op := r.IntN(10); {
 		case op < 5:
-			_, err = conn.Exec(ctx, "INSERT INTO items VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET val = $2", id, r.IntN(1000))
+			_, err = conn.Exec(stmt, "INSERT INTO items VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET val = $2", id, r.IntN(1000))
 		case op < 8:
-			_, err = conn.Exec(ctx, "UPDATE items SET val = val + 1 WHERE id = $1", id)
+			_, err = conn.Exec(stmt, "UPDATE items SET val = val + 1 WHERE id = $1", id)
 		default:
-			_, err = conn.Exec(ctx, "DELETE FROM items WHERE id = $1", id)
+			_, err = conn.Exec(stmt, "DELETE FROM items WHERE id = $1", id)
 		}
 		if err != nil && conn.IsClosed() {
 			conn = nil
