@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -42,6 +43,7 @@ type benchFlags struct {
 	latency     bool
 	latencyRate int
 	latencyFor  time.Duration
+	json        bool // one JSON object on stdout instead of lines
 }
 
 func newBenchCmd(e *env) *cobra.Command {
@@ -68,6 +70,7 @@ Without --dsn it runs a throwaway PostgreSQL of its own.`,
 	c.Flags().BoolVar(&f.latency, "latency", false, "measure commit-to-consumer latency of one-row transactions instead of throughput, against pg_recvlogical")
 	c.Flags().IntVar(&f.latencyRate, "latency-rate", 5000, "one-row transactions per second for --latency")
 	c.Flags().DurationVar(&f.latencyFor, "latency-for", 10*time.Second, "how long --latency writes")
+	c.Flags().BoolVar(&f.json, "json", false, "print the results as one JSON object (rates in rows/s, latencies in milliseconds, ratios), for machines")
 	c.Flags().IntVar(&f.rounds, "rounds", 2, "rounds of (pg_recvlogical, pgfeed) on the same WAL; the best of each counts")
 	return c
 }
@@ -302,6 +305,23 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 	}
 	rate := func(name string) float64 { return float64(changes) / best[name].Seconds() }
 	recvRate, serverRate := rate("pg_recvlogical"), rate("server decode")
+	if f.json {
+		res := throughputResult{Changes: changes, Rounds: f.rounds, Rates: map[string]float64{}, Ratios: map[string]throughputRatios{}}
+		for name := range best {
+			res.Rates[name] = rate(name)
+		}
+		for name := range best {
+			if name == "server decode" {
+				continue
+			}
+			r := throughputRatios{PgRecvlogical: rate(name) / recvRate, ServerDecode: rate(name) / serverRate}
+			if strings.HasPrefix(name, "run ") && name != "run discard" {
+				r.RunDiscard = rate(name) / rate("run discard")
+			}
+			res.Ratios[name] = r
+		}
+		return writeJSONResult(e, res)
+	}
 	fmt.Fprintf(e.stdout, "changes: %d\nserver decode (no client): %.0f rows/s\npg_recvlogical: %.0f rows/s (%.2fx server decode)\n", changes, serverRate, recvRate, recvRate/serverRate)
 	for _, name := range []string{"pgfeed stream", "run discard", "run file"} {
 		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical, %.2fx server decode)\n", name, rate(name), rate(name)/recvRate, rate(name)/serverRate)
@@ -311,6 +331,31 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		fmt.Fprintf(e.stdout, "%s: %.0f rows/s (%.2fx pg_recvlogical, %.2fx run discard)\n", name, rate(name), rate(name)/recvRate, rate(name)/rate("run discard"))
 	}
 	return nil
+}
+
+// throughputResult is what bench --json prints for a throughput run.
+type throughputResult struct {
+	Changes int                `json:"changes"`
+	Rounds  int                `json:"rounds"`
+	Rates   map[string]float64 `json:"rows_per_second"` // best round of each: "server decode", "pg_recvlogical", "pgfeed stream", "run discard", ...
+	// Ratios of each client's rate to pg_recvlogical's, to the server's
+	// own decode rate and, for run to a sink, to run → discard.
+	Ratios map[string]throughputRatios `json:"ratios"`
+}
+
+type throughputRatios struct {
+	PgRecvlogical float64 `json:"pg_recvlogical"`
+	ServerDecode  float64 `json:"server_decode"`
+	RunDiscard    float64 `json:"run_discard,omitempty"`
+}
+
+func writeJSONResult(e *env, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = e.stdout.Write(append(b, '\n'))
+	return err
 }
 
 // benchWebhook serves a webhook endpoint on a free local port that reads

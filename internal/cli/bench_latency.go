@@ -89,13 +89,44 @@ func runLatency(ctx context.Context, e *env, f *benchFlags, dsn string, db *pgx.
 		_ = c.Process.Signal(os.Interrupt)
 	}
 	wg.Wait()
-	fmt.Fprintf(e.stdout, "latency: %d one-row transactions at %.0f/s\n", written, float64(written)/f.latencyFor.Seconds())
 	rp50, rp99, rmax := recvLat.summary()
 	fp50, fp99, fmax := feedLat.summary()
+	if f.json {
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		return writeJSONResult(e, latencyResult{
+			Transactions: written, Rate: float64(written) / f.latencyFor.Seconds(),
+			Clients: map[string]latencyFigures{
+				"pg_recvlogical": {P50: ms(rp50), P99: ms(rp99), Max: ms(rmax), Lines: recvLat.count()},
+				"pgfeed stream":  {P50: ms(fp50), P99: ms(fp99), Max: ms(fmax), Lines: feedLat.count()},
+			},
+			Ratios: latencyRatios{P50: float64(fp50) / float64(max(rp50, 1)), P99: float64(fp99) / float64(max(rp99, 1))},
+		})
+	}
+	fmt.Fprintf(e.stdout, "latency: %d one-row transactions at %.0f/s\n", written, float64(written)/f.latencyFor.Seconds())
 	fmt.Fprintf(e.stdout, "pg_recvlogical: p50 %v p99 %v max %v (%d lines)\n", rp50, rp99, rmax, recvLat.count())
 	fmt.Fprintf(e.stdout, "pgfeed stream: p50 %v p99 %v max %v (%d lines; p50 %.2fx, p99 %.2fx pg_recvlogical's)\n",
 		fp50, fp99, fmax, feedLat.count(), float64(fp50)/float64(max(rp50, 1)), float64(fp99)/float64(max(rp99, 1)))
 	return nil
+}
+
+// latencyResult is what bench --latency --json prints.
+type latencyResult struct {
+	Transactions int                       `json:"transactions"`
+	Rate         float64                   `json:"transactions_per_second"`
+	Clients      map[string]latencyFigures `json:"latency_ms"` // commit → line read, per client
+	Ratios       latencyRatios             `json:"ratios"`     // pgfeed stream's to pg_recvlogical's
+}
+
+type latencyFigures struct {
+	P50   float64 `json:"p50"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+	Lines int     `json:"lines"`
+}
+
+type latencyRatios struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
 }
 
 // writeSteadily commits one-row transactions at rate per second for d and
