@@ -112,6 +112,9 @@ type PostgresSource struct {
 	// Heartbeat is how often to check that the slot advances and write a
 	// heartbeat when it does not; 0: the default (1m), negative: never.
 	Heartbeat time.Duration
+	// Failover creates the slot as a failover slot (PostgreSQL 17+), so
+	// that a promoted standby has it; nil: wherever the server supports it.
+	Failover *bool
 	// Filters maps "schema.table" to a row filter, the expression of the
 	// publication's WHERE for that table (route.NormalizeWhere), from
 	// [sources.NAME.filter."schema.table"] where = "...". PostgreSQL 15 and

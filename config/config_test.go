@@ -223,6 +223,14 @@ retain = 4096`, 1), func(c *Config) bool {
 		{"heartbeat by default", minimal, func(c *Config) bool {
 			return c.Sources[0].Settings.(*PostgresSource).Heartbeat == 0 // the stream's default
 		}},
+		{"failover slot asked for", strings.Replace(minimal, `dsn = "postgres://localhost/db"`, `dsn = "x"
+failover = false`, 1), func(c *Config) bool {
+			f := c.Sources[0].Settings.(*PostgresSource).Failover
+			return f != nil && !*f
+		}},
+		{"failover by default", minimal, func(c *Config) bool {
+			return c.Sources[0].Settings.(*PostgresSource).Failover == nil
+		}},
 		{"heartbeats off", strings.Replace(minimal, `dsn = "postgres://localhost/db"`, `dsn = "x"
 heartbeat = "0s"`, 1), func(c *Config) bool {
 			return c.Sources[0].Settings.(*PostgresSource).Heartbeat < 0

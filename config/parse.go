@@ -194,6 +194,10 @@ func (r *reader) postgres(t *table) *PostgresSource {
 		r.add(t.path("publication"), "invalid publication name %q (use 1 to 63 lower-case letters, digits and \"_\": pgfeed never quotes it, so PostgreSQL would fold upper case)", p.Publication)
 	}
 	p.Create = t.boolean("create")
+	if t.has("failover") {
+		v := t.boolean("failover")
+		p.Failover = &v
+	}
 	p.Tables = t.each("tables", r.checkTablePattern)
 	p.Exclude = t.each("exclude", r.checkTablePattern)
 	p.Snapshot = t.boolean("snapshot")

@@ -70,7 +70,7 @@ func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open b
 		stream := source.Config{
 			DSN: pgs.DSN, Slot: pgs.Slot, Publication: pgs.Publication, Create: pgs.Create,
 			Tables: pgs.Tables, Exclude: pgs.Exclude, Filters: pgs.Filters, Logger: log,
-			BackfillNewTables: pgs.Snapshot, Heartbeat: pgs.Heartbeat,
+			BackfillNewTables: pgs.Snapshot, Heartbeat: pgs.Heartbeat, Failover: pgs.Failover,
 		}
 		if err := stream.Validate(); err != nil {
 			return nil, sourceError(s.Name, err)

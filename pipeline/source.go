@@ -107,7 +107,8 @@ func (r *sourceRun) streamLoop(ctx context.Context) error {
 			}
 			var ue *source.UserError
 			if (!started && errors.As(err, &ue)) || errors.Is(err, source.ErrGap) {
-				return fmt.Errorf("source %s: %w", r.src.Name, err)
+				// The CLI prints a UserError's line alone: it names the source.
+				return sourceError(r.src.Name, err)
 			}
 			r.noteError(err)
 			log.Warn("cannot open stream; retrying", "err", err, "in", backoff)

@@ -100,11 +100,17 @@ func Open(ctx context.Context, c Config) (*Stream, error) {
 	if cfg.ProtocolVersion == 2 && version < 140000 {
 		return closeMeta(&UserError{Msg: fmt.Sprintf("pgoutput protocol version 2 needs PostgreSQL 14 or later (server is %d)", version)})
 	}
-	newTables, listed, err := ensurePublication(ctx, meta, &cfg, version)
+	slot, err := readSlot(ctx, meta, cfg.Slot)
 	if err != nil {
 		return closeMeta(err)
 	}
-	slot, err := readSlot(ctx, meta, cfg.Slot)
+	if !slot.exists && cfg.Create {
+		// Refused before the publication is made for a slot that cannot be.
+		if _, err := failoverSlot(cfg.Failover, version); err != nil {
+			return closeMeta(err)
+		}
+	}
+	newTables, listed, err := ensurePublication(ctx, meta, &cfg, version)
 	if err != nil {
 		return closeMeta(err)
 	}

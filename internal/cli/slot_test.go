@@ -144,3 +144,75 @@ func TestSlotCreateFailover(t *testing.T) {
 		t.Fatalf("list: %d %q %q", code, out, stderr)
 	}
 }
+
+// failover in a pipeline's source reaches the slot it creates: off makes a
+// plain slot; on is a failover slot on PostgreSQL 17+, and one error line
+// naming the version on older servers, before anything is created.
+func TestRunFailoverSetting(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "run_failover")
+	conn := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, conn, "CREATE TABLE items(id int PRIMARY KEY)")
+	var version int
+	if err := conn.QueryRow(context.Background(), "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	run := func(slot, failover string) (int, string) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "pgfeed.toml")
+		err := os.WriteFile(cfg, []byte(`checkpoint = "`+filepath.Join(dir, "pgfeed.db")+`"
+[sources.main]
+dsn = "`+dsn+`"
+slot = "`+slot+`"
+create = true
+failover = `+failover+`
+[sinks.out]
+type = "discard"
+sources = ["main"]
+`), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := runCLI(t, "run", "--config", cfg, "--endpos", "0/1")
+		return code, stderr
+	}
+	slotFailover := func(slot string) string {
+		var fo *bool
+		q := "SELECT NULL::bool FROM pg_replication_slots WHERE slot_name = $1"
+		if version >= 170000 {
+			q = "SELECT failover FROM pg_replication_slots WHERE slot_name = $1"
+		}
+		if err := conn.QueryRow(context.Background(), q, slot).Scan(&fo); err != nil {
+			t.Fatalf("slot %s: %v", slot, err)
+		}
+		return flag(fo)
+	}
+	if code, stderr := run("fo_toml_off", "false"); code != 0 {
+		t.Fatalf("failover = false: exit %d\n%s", code, stderr)
+	}
+	if got, want := slotFailover("fo_toml_off"), map[bool]string{true: "false", false: "-"}[version >= 170000]; got != want {
+		t.Errorf("failover = false: slot failover %q, want %q", got, want)
+	}
+	code, stderr := run("fo_toml_on", "true")
+	if version < 170000 {
+		// The last line is the error, naming the source and the version.
+		if last := lastLine(stderr); code == 0 || !strings.Contains(last, "PostgreSQL 17") || !strings.Contains(last, "main") {
+			t.Fatalf("PostgreSQL %d: failover = true: exit %d %q, want a last line naming the source and PostgreSQL 17", version, code, stderr)
+		}
+		var n int
+		if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'fo_toml_on'").Scan(&n); err != nil || n != 0 {
+			t.Errorf("a slot was created anyway (%d, %v)", n, err)
+		}
+		return
+	}
+	if code != 0 {
+		t.Fatalf("failover = true: exit %d\n%s", code, stderr)
+	}
+	if got := slotFailover("fo_toml_on"); got != "true" {
+		t.Errorf("failover = true: slot failover %q, want true", got)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
