@@ -315,6 +315,7 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 	var keySpans []span
 	keyEnc, _ := k.Encoder.(encode.KeyEncoder)
 	tomb, _ := k.Encoder.(encode.Tombstoner)
+	topicEnc, _ := k.Encoder.(encode.TopicEncoder)
 	if !k.RecordKeys {
 		keyEnc, tomb = nil, nil
 	}
@@ -336,8 +337,18 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 		}
 		start := len(buf)
 		var err error
-		if buf, err = k.Encoder.Encode(buf, rec.Event); err != nil {
+		if topicEnc != nil {
+			buf, err = topicEnc.EncodeTopic(buf, rec.Topic, rec.Event)
+		} else {
+			buf, err = k.Encoder.Encode(buf, rec.Event)
+		}
+		if err != nil {
 			buf = buf[:start]
+			if _, down := errors.AsType[*encode.RegistryUnavailableError](err); down {
+				// Not the event's fault: the batch is retried, nothing
+				// goes to the dead letters.
+				return records, buf, fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			}
 			if err := fail(rec, fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)); err != nil {
 				return records, buf, err
 			}
@@ -350,8 +361,16 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 		if keyEnc != nil {
 			kstart := len(buf)
 			var ok bool
-			if buf, ok, err = keyEnc.EncodeKey(buf, rec.Event); err != nil {
+			if topicEnc != nil {
+				buf, ok, err = topicEnc.EncodeKeyTopic(buf, rec.Topic, rec.Event)
+			} else {
+				buf, ok, err = keyEnc.EncodeKey(buf, rec.Event)
+			}
+			if err != nil {
 				buf = buf[:start]
+				if _, down := errors.AsType[*encode.RegistryUnavailableError](err); down {
+					return records, buf, fmt.Errorf("encoding the key of %s event at %s: %w", e.Op, e.LSN, err)
+				}
 				if err := fail(rec, fmt.Errorf("encoding the key of %s event at %s: %w", e.Op, e.LSN, err)); err != nil {
 					return records, buf, err
 				}
