@@ -90,9 +90,22 @@ type Confluent struct {
 	reg      SchemaRegistry
 	byRecord bool
 
-	mu  sync.Mutex
-	ids map[confluentKey]uint32
+	mu      sync.Mutex
+	ids     map[confluentKey]uint32
+	refused map[confluentKey]refusal
 }
+
+// refusal is a registry's refusal, remembered for RefusalTTL so that a
+// table whose new schema the registry refuses costs one round trip per
+// RefusalTTL, not one per record, while an operator who changes the
+// subject's compatibility is heard without a restart.
+type refusal struct {
+	err *SchemaRefusedError
+	at  time.Time
+}
+
+// RefusalTTL is how long a refused schema is not asked for again.
+const RefusalTTL = time.Minute
 
 // confluentKey identifies a schema in a subject without hashing its text
 // on every record: the relation (the table's shape) or fixed schema, and
@@ -126,7 +139,7 @@ func NewConfluent(opts Options, reg SchemaRegistry, strategy string) (*Confluent
 	if err != nil {
 		return nil, err
 	}
-	return &Confluent{avro: a, reg: reg, byRecord: strategy == SubjectRecordName, ids: make(map[confluentKey]uint32)}, nil
+	return &Confluent{avro: a, reg: reg, byRecord: strategy == SubjectRecordName, ids: make(map[confluentKey]uint32), refused: make(map[confluentKey]refusal)}, nil
 }
 
 // Encode fails: the subject of a record, and so its schema id, depends on
@@ -233,14 +246,21 @@ func (c *Confluent) header(k confluentKey, schema string, rel *event.Relation) (
 	var h [5]byte
 	c.mu.Lock()
 	id, ok := c.ids[k]
+	no, wasRefused := c.refused[k]
 	c.mu.Unlock()
+	if !ok && wasRefused && time.Since(no.at) < RefusalTTL {
+		return h, no.err
+	}
 	if !ok {
 		subject := c.subject(k, rel)
 		ctx, cancel := context.WithTimeout(context.Background(), RegistryTimeout)
 		n, err := c.reg.SchemaID(ctx, subject, schema)
 		cancel()
 		if err != nil {
-			if _, refused := errors.AsType[*SchemaRefusedError](err); refused {
+			if re, refused := errors.AsType[*SchemaRefusedError](err); refused {
+				c.mu.Lock()
+				c.refused[k] = refusal{re, time.Now()}
+				c.mu.Unlock()
 				return h, err
 			}
 			return h, &RegistryUnavailableError{Subject: subject, Err: err}
@@ -251,6 +271,7 @@ func (c *Confluent) header(k confluentKey, schema string, rel *event.Relation) (
 		id = uint32(n)
 		c.mu.Lock()
 		c.ids[k] = id
+		delete(c.refused, k)
 		c.mu.Unlock()
 	}
 	binary.BigEndian.PutUint32(h[1:], id) // h[0] is the magic byte 0
