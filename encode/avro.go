@@ -233,13 +233,13 @@ func appendAvroMessage(dst, header []byte, e *event.Event) []byte {
 	}
 	dst = append(dst, header...)
 	dst = appendAvroString(dst, e.Op.String())
-		dst = appendAvroLong(dst, int64(e.LSN))
-		dst = appendAvroLong(dst, int64(e.CommitLSN))
-		dst = appendAvroLong(dst, int64(e.XID))
-		dst = appendAvroTime(dst, e)
-		dst = appendAvroLong(dst, int64(e.Seq))
-		dst = appendAvroString(dst, m.Prefix)
-		dst = appendAvroBytes(dst, m.Content)
+	dst = appendAvroLong(dst, int64(e.LSN))
+	dst = appendAvroLong(dst, int64(e.CommitLSN))
+	dst = appendAvroLong(dst, int64(e.XID))
+	dst = appendAvroTime(dst, e)
+	dst = appendAvroLong(dst, int64(e.Seq))
+	dst = appendAvroString(dst, m.Prefix)
+	dst = appendAvroBytes(dst, m.Content)
 	return appendAvroBool(dst, m.Transactional)
 }
 
