@@ -73,6 +73,9 @@ func (r *reader) avro(t *table, s *Sink) *Avro {
 	case !slices.Contains(avroWires, a.Wire):
 		r.add(at.path("wire"), "unknown wire format %q (have: %s)", a.Wire, strings.Join(avroWires, ", "))
 	}
+	if a.Wire == AvroConfluent && s.Type == SinkFile {
+		r.add(at.path("wire"), `file sinks write object container files, which carry their schemas: remove wire, or set it to "single-object"`)
+	}
 	if a.SubjectStrategy != "" && !slices.Contains(avroSubjectStrategies, a.SubjectStrategy) {
 		r.add(at.path("subject_strategy"), "unknown subject strategy %q (have: %s)", a.SubjectStrategy, strings.Join(avroSubjectStrategies, ", "))
 	}

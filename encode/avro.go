@@ -165,6 +165,24 @@ func (a *Avro) Schema(rel *event.Relation) (string, error) {
 	return r.schema, nil
 }
 
+// RecordSchema returns the schema of the record Encode writes for e: the
+// table's for row and truncate events, MessageSchema or TransactionSchema.
+func (a *Avro) RecordSchema(e *event.Event) (string, error) {
+	if e == nil {
+		return "", errNilEvent
+	}
+	switch e.Op {
+	case event.OpMessage:
+		return a.message.schema, nil
+	case event.OpBegin, event.OpCommit:
+		return a.transaction.schema, nil
+	}
+	if e.Rel == nil {
+		return "", errNoRelation(FormatAvro, e)
+	}
+	return a.Schema(e.Rel)
+}
+
 // SchemaChanged reports whether rel's schema differs from the one the last
 // schema event for its table carried, or no schema event for the table was
 // encoded yet: the pipeline should then emit an OpSchema event for rel

@@ -17,6 +17,7 @@ import (
 	"github.com/pgfeed/pgfeed/encode/schemaregistry"
 	"github.com/pgfeed/pgfeed/route"
 	"github.com/pgfeed/pgfeed/sink"
+	"github.com/pgfeed/pgfeed/sink/avrofile"
 	"github.com/pgfeed/pgfeed/sink/discard"
 	"github.com/pgfeed/pgfeed/sink/file"
 	"github.com/pgfeed/pgfeed/sink/kafka"
@@ -129,7 +130,7 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			return Sink{}, fmt.Errorf("sinks.%s.avro: %w", k.Name, err)
 		}
 	}
-	if k.Format == encode.FormatAvro && (k.Type == config.SinkFile || k.Type == config.SinkStdout) {
+	if k.Format == encode.FormatAvro && k.Type == config.SinkStdout {
 		return Sink{}, fmt.Errorf("sinks.%s.format: avro is binary, and %s sinks write one event per line: use json, wal2json, debezium or cloudevents", k.Name, k.Type)
 	}
 	var s sink.Sink
@@ -148,6 +149,21 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			maxBytes = -1 // the config's zero means never
 		}
 		fopts := file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery}
+		if a, ok := enc.(*encode.Avro); ok {
+			// Object container files, one sequence per topic (sink/avrofile).
+			if !open {
+				if err := file.Check(st.Path, fopts); err != nil {
+					return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+				}
+				break
+			}
+			f, err := avrofile.Open(st.Path, a, avrofile.Options{MaxBytes: st.RotateBytes, MaxAge: st.RotateEvery})
+			if err != nil {
+				return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+			}
+			s = f
+			break
+		}
 		if !open {
 			if err := file.Check(st.Path, fopts); err != nil {
 				return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
