@@ -214,6 +214,9 @@ func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
 	err := s.write(batch, &touched)
 	if err == nil {
 		for _, tf := range touched {
+			if tf.done {
+				continue // flushed when the batch moved on to its next file
+			}
 			if err = tf.flush(); err != nil {
 				break
 			}
@@ -224,7 +227,9 @@ func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
 		return fmt.Errorf("writing to avro file sink: %w", err)
 	}
 	for _, tf := range touched {
-		tf.size = tf.written()
+		if !tf.done {
+			tf.size = tf.written()
+		}
 	}
 	return nil
 }
