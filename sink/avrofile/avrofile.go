@@ -358,7 +358,8 @@ func (s *Sink) rollback(touched []*topicFile) {
 			continue
 		}
 		name := tf.f.Name()
-		if err := tf.f.Truncate(tf.size); err == nil {
+		err := tf.f.Truncate(tf.size)
+		if err == nil {
 			err = tf.f.Sync()
 		}
 		tf.f.Close()
@@ -367,7 +368,12 @@ func (s *Sink) rollback(touched []*topicFile) {
 				delete(s.topics, topic)
 			}
 		}
-		if err := Repair(name); err != nil {
+		if err == nil {
+			// Proves the container whole, and drops a file whose very
+			// header did not make it.
+			err = Repair(name)
+		}
+		if err != nil {
 			s.err = fmt.Errorf("writing to avro file sink: cutting %q back after a failed write also failed, so the sink stopped: %w", name, err)
 		}
 	}
