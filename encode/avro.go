@@ -60,6 +60,11 @@ import (
 // begin/commit the fixed record Transaction (TransactionSchema), both in the
 // namespace ServerName ("pgfeed.Message" by default).
 //
+// Tables with key columns also have the record Key (same namespace),
+// their key columns in table order, not nullable: Confluent uses it for
+// record keys. Confluent wraps this encoder for the Confluent wire format,
+// and sink/avrofile writes its datums into object container files.
+//
 // Schema events are how readers learn the table schemas: Encode of an
 // OpSchema event returns the table's schema as JSON text (not a binary
 // datum; it starts with '{', never with C3), and SchemaChanged tells a
