@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,12 +14,15 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/pgfeed/pgfeed/config"
+	"github.com/pgfeed/pgfeed/encode"
+	"github.com/pgfeed/pgfeed/encode/schemaregistry"
+	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
 	"github.com/pgfeed/pgfeed/internal/srtest"
+	"github.com/pgfeed/pgfeed/sink"
 )
 
 // confluentDecoder decodes Confluent-framed Avro with goavro, an
@@ -313,4 +318,33 @@ func readDir(t *testing.T, dir string) string {
 	return b.String()
 }
 
-var _ = kgo.Record{}
+// A registry that cannot be reached says nothing of the event: encoding
+// fails the batch (which the worker retries) instead of setting the event
+// aside as poison, and the error names the subject.
+func TestRegistryOutageIsNotPoison(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	_ = ln.Close()
+	reg, err := schemaregistry.New(schemaregistry.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := encode.NewConfluent(encode.Options{}, reg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newSink(t, "k", "main", nil)
+	k.Encoder, k.RecordKeys = enc, true
+	rel := &event.Relation{OID: 1, Schema: "public", Table: "t", Columns: []event.Column{{Name: "id", Type: event.BuiltinType(23), TypeMod: -1, Key: true}}}
+	ev := &event.Event{Op: event.OpInsert, Schema: "public", Table: "t", Rel: rel, Seq: 1, After: event.Row{{State: event.Text, Raw: []byte("1")}}}
+	_, _, err = k.encode([]*event.Event{ev}, nil, nil, func(rec sink.Record, n int, err error) error {
+		t.Errorf("an outage made the event poison: %v", err)
+		return nil
+	})
+	if _, ok := errors.AsType[*encode.RegistryUnavailableError](err); !ok || !strings.Contains(err.Error(), `subject "public.t-value"`) {
+		t.Fatalf("got %v", err)
+	}
+}
