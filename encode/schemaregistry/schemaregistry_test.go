@@ -2,6 +2,8 @@ package schemaregistry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"testing"
@@ -86,4 +88,24 @@ func TestRefusedSchema(t *testing.T) {
 		t.Fatalf("got %v (%T)", err, err)
 	}
 	t.Log(err)
+}
+
+// An https:// registry is reached with the CAs given, and refused
+// without them (an outage to retry, not a refusal).
+func TestTLS(t *testing.T) {
+	reg := srtest.NewTLS(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(reg.Cert)
+	cl, err := New(Options{URL: reg.URL, TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SchemaID(context.Background(), "s-value", `"string"`); err != nil {
+		t.Fatal(err)
+	}
+	cl, _ = New(Options{URL: reg.URL})
+	_, err = cl.SchemaID(context.Background(), "s-value", `"string"`)
+	if _, refused := errors.AsType[*encode.SchemaRefusedError](err); err == nil || refused {
+		t.Fatalf("without the CA: %v", err)
+	}
 }

@@ -1,11 +1,7 @@
-// Package srtest is an in-process Confluent Schema Registry for tests: the
-// subset of its REST API that pgfeed and franz-go's sr client use
-// (registering a version, a schema by id, a subject's compatibility),
-// with BACKWARD compatibility checked by hamba/avro, so that a test sees
-// the refusals a real registry would give.
 package srtest
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -24,6 +20,8 @@ type Registry struct {
 	// User and Password, when User is set before the first request,
 	// are the basic auth every request must carry.
 	User, Password string
+	// Cert is the server's certificate, on https:// (NewTLS).
+	Cert *x509.Certificate
 
 	mu       sync.Mutex
 	schemas  []string            // by id-1
@@ -35,8 +33,14 @@ type Registry struct {
 	parsed   map[int]avro.Schema // for compatibility checks
 }
 
-// New starts a registry, closed when the test ends.
-func New(t testing.TB) *Registry {
+// New starts a registry on http://, closed when the test ends.
+func New(t testing.TB) *Registry { return start(t, false) }
+
+// NewTLS starts a registry on https://, with a certificate of its own
+// (Cert) for 127.0.0.1.
+func NewTLS(t testing.TB) *Registry { return start(t, true) }
+
+func start(t testing.TB, useTLS bool) *Registry {
 	r := &Registry{subjects: map[string][]int{}, compat: map[string]string{}, posts: map[string]int{}, byText: map[string]int{}, parsed: map[int]avro.Schema{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /subjects/{subject}/versions", r.register)
@@ -44,7 +48,7 @@ func New(t testing.TB) *Registry {
 	mux.HandleFunc("PUT /config/{subject}", r.setConfig)
 	mux.HandleFunc("GET /config/{subject}", r.getConfig)
 	mux.HandleFunc("GET /subjects/{subject}/versions", r.versions)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
 		r.reqs++
 		user, pass := r.User, r.Password
@@ -57,6 +61,12 @@ func New(t testing.TB) *Registry {
 		}
 		mux.ServeHTTP(w, req)
 	}))
+	if useTLS {
+		srv.StartTLS()
+		r.Cert = srv.Certificate()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	r.URL = srv.URL
 	return r
