@@ -309,6 +309,10 @@ func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark
 // asks one for (Debezium: a delete). An event that cannot be encoded goes
 // to poison (with the number of records before it), which leaves it out
 // and goes on, or stops with its error; nil poison stops at the first.
+// An encoder that is an encode.TopicEncoder (Avro's Confluent wire
+// format) encodes with the topic routing chose; its
+// *encode.RegistryUnavailableError fails the whole call, as the event is
+// not at fault and the batch is retried.
 func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, poison func(rec sink.Record, n int, err error) error) ([]sink.Record, []byte, error) {
 	type span struct{ start, end int } // start < 0: nil
 	spans := make([]span, 0, len(events))
