@@ -83,6 +83,7 @@ type Sink struct {
 // topicFile is the open container of one topic.
 type topicFile struct {
 	f           *os.File
+	path        string // f's name, which f.Name() is not: f was created under a temporary one
 	enc         *ocf.Encoder
 	w           *bufio.Writer
 	fingerprint [8]byte
@@ -112,6 +113,13 @@ func Open(dir string, schemas Schemas, opts Options) (*Sink, error) {
 		return nil, fmt.Errorf("opening avro file sink: listing %q: %w", dir, err)
 	}
 	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ext+".tmp") {
+			// A header that a crash kept from being renamed into place.
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("opening avro file sink: %w", err)
+			}
+			continue
+		}
 		topic, seq, ok := parseName(e.Name())
 		if ok && e.Type().IsRegular() && seq > s.last[topic] {
 			s.last[topic] = seq
@@ -282,15 +290,22 @@ func (s *Sink) next(topic, schema string, fingerprint []byte) (*topicFile, error
 		old.done = true
 		delete(s.topics, topic)
 		if err := old.f.Close(); err != nil {
-			return nil, fmt.Errorf("closing %q: %w", old.f.Name(), err)
+			return nil, fmt.Errorf("closing %q: %w", old.path, err)
 		}
 	}
 	path := s.name(topic, seq)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("creating %q: %w", path, err)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("creating %q: it exists already: is another sink writing to this folder?", path)
 	}
-	tf := &topicFile{f: f, seq: seq, created: s.opts.Now(), w: bufio.NewWriterSize(f, 64<<10)}
+	// The header goes to a temporary name first, renamed once fsynced, so
+	// that a reader listing the folder never meets a file without one
+	// (a crash leaves at most a *.avro.tmp, which Open removes).
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating %q: %w", tmp, err)
+	}
+	tf := &topicFile{f: f, path: path, seq: seq, created: s.opts.Now(), w: bufio.NewWriterSize(f, 64<<10)}
 	copy(tf.fingerprint[:], fingerprint)
 	// Through the bufio.Writer, not the *os.File, which hamba would take
 	// for a file to append to.
@@ -305,11 +320,14 @@ func (s *Sink) next(topic, schema string, fingerprint []byte) (*topicFile, error
 		err = f.Sync()
 	}
 	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
 		err = syncDir(s.dir)
 	}
 	if err != nil {
 		f.Close()
-		os.Remove(path)
+		os.Remove(tmp)
 		return nil, fmt.Errorf("creating %q: %w", path, err)
 	}
 	tf.size = tf.written()
@@ -330,13 +348,13 @@ func (tf *topicFile) written() int64 {
 // flush writes the pending block and fsyncs the file.
 func (tf *topicFile) flush() error {
 	if err := tf.enc.Flush(); err != nil {
-		return fmt.Errorf("writing %q: %w", tf.f.Name(), err)
+		return fmt.Errorf("writing %q: %w", tf.path, err)
 	}
 	if err := tf.w.Flush(); err != nil {
-		return fmt.Errorf("writing %q: %w", tf.f.Name(), err)
+		return fmt.Errorf("writing %q: %w", tf.path, err)
 	}
 	if err := tf.f.Sync(); err != nil {
-		return fmt.Errorf("syncing %q: %w", tf.f.Name(), err)
+		return fmt.Errorf("syncing %q: %w", tf.path, err)
 	}
 	return nil
 }
@@ -352,7 +370,7 @@ func (s *Sink) rollback(touched []*topicFile) {
 		if tf.done {
 			continue
 		}
-		name := tf.f.Name()
+		name := tf.path
 		err := tf.f.Truncate(tf.size)
 		if err == nil {
 			err = tf.f.Sync()
@@ -385,7 +403,7 @@ func (s *Sink) Close() error {
 	var errs []error
 	for _, tf := range s.topics {
 		if err := tf.f.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("closing %q: %w", tf.f.Name(), err))
+			errs = append(errs, fmt.Errorf("closing %q: %w", tf.path, err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
