@@ -161,6 +161,8 @@ type Sink struct {
 	Type    string // one of the Sink* constants
 	Sources []string
 	Format  string // json (the default), wal2json, wal2json2, debezium, cloudevents or avro
+	// Avro is [sinks.NAME.avro], set when Format is avro (defaults filled in).
+	Avro    *Avro
 	Tables  Tables
 	Columns Columns
 	Route   Route

@@ -376,6 +376,7 @@ func (r *reader) sink(t *table) *Sink {
 	if s.Format != "" && !slices.Contains(formats, s.Format) {
 		r.add(t.path("format"), "unknown format %q (have: %s)", s.Format, strings.Join(formats, ", "))
 	}
+	s.Avro = r.avro(t, s)
 
 	tt := t.sub("tables")
 	s.Tables.Include = tt.each("include", r.checkTablePattern)

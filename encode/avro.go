@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/hamba/avro/v2"
+
 	"github.com/pgfeed/pgfeed/event"
 )
 
@@ -58,6 +60,11 @@ import (
 // begin/commit the fixed record Transaction (TransactionSchema), both in the
 // namespace ServerName ("pgfeed.Message" by default).
 //
+// Tables with key columns also have the record Key (same namespace),
+// their key columns in table order, not nullable: Confluent uses it for
+// record keys. Confluent wraps this encoder for the Confluent wire format,
+// and sink/avrofile writes its datums into object container files.
+//
 // Schema events are how readers learn the table schemas: Encode of an
 // OpSchema event returns the table's schema as JSON text (not a binary
 // datum; it starts with '{', never with C3), and SchemaChanged tells a
@@ -83,6 +90,11 @@ type avroRelation struct {
 	schema string
 	header []byte // single-object header: magic and fingerprint
 	convs  []avroConv
+	// keySchema is the record Key of the key columns (event.Column.Key),
+	// in the order of the table, and keyCols their indexes; "" when the
+	// table has no key column.
+	keySchema string
+	keyCols   []int
 }
 
 // avroConv says how a column's text form becomes its Avro value.
@@ -158,6 +170,24 @@ func (a *Avro) Schema(rel *event.Relation) (string, error) {
 	return r.schema, nil
 }
 
+// RecordSchema returns the schema of the record Encode writes for e: the
+// table's for row and truncate events, MessageSchema or TransactionSchema.
+func (a *Avro) RecordSchema(e *event.Event) (string, error) {
+	if e == nil {
+		return "", errNilEvent
+	}
+	switch e.Op {
+	case event.OpMessage:
+		return a.message.schema, nil
+	case event.OpBegin, event.OpCommit:
+		return a.transaction.schema, nil
+	}
+	if e.Rel == nil {
+		return "", errNoRelation(FormatAvro, e)
+	}
+	return a.Schema(e.Rel)
+}
+
 // SchemaChanged reports whether rel's schema differs from the one the last
 // schema event for its table carried, or no schema event for the table was
 // encoded yet: the pipeline should then emit an OpSchema event for rel
@@ -190,34 +220,15 @@ func (a *Avro) Encode(dst []byte, e *event.Event) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		dst, err = appendAvroChange(dst, e, r)
+		dst, err = appendAvroChange(dst, r.header, e, r)
 		if err != nil {
 			return dst[:start], err
 		}
 		return dst, nil
 	case event.OpMessage:
-		var m event.Message
-		if e.Message != nil {
-			m = *e.Message
-		}
-		dst = append(dst, a.message.header...)
-		dst = appendAvroString(dst, e.Op.String())
-		dst = appendAvroLong(dst, int64(e.LSN))
-		dst = appendAvroLong(dst, int64(e.CommitLSN))
-		dst = appendAvroLong(dst, int64(e.XID))
-		dst = appendAvroTime(dst, e)
-		dst = appendAvroLong(dst, int64(e.Seq))
-		dst = appendAvroString(dst, m.Prefix)
-		dst = appendAvroBytes(dst, m.Content)
-		return appendAvroBool(dst, m.Transactional), nil
+		return appendAvroMessage(dst, a.message.header, e), nil
 	case event.OpBegin, event.OpCommit:
-		dst = append(dst, a.transaction.header...)
-		dst = appendAvroString(dst, e.Op.String())
-		dst = appendAvroLong(dst, int64(e.LSN))
-		dst = appendAvroLong(dst, int64(e.CommitLSN))
-		dst = appendAvroLong(dst, int64(e.EndLSN))
-		dst = appendAvroLong(dst, int64(e.XID))
-		return appendAvroTime(dst, e), nil
+		return appendAvroTransaction(dst, a.transaction.header, e), nil
 	case event.OpSchema:
 		if e.Rel == nil {
 			return dst, errNoRelation(FormatAvro, e)
@@ -237,8 +248,39 @@ func (a *Avro) Encode(dst []byte, e *event.Event) ([]byte, error) {
 	return dst, errUnknownOp(FormatAvro, e)
 }
 
-func appendAvroChange(dst []byte, e *event.Event, r *avroRelation) ([]byte, error) {
-	dst = append(dst, r.header...)
+// appendAvroMessage appends header and the Message datum of e.
+func appendAvroMessage(dst, header []byte, e *event.Event) []byte {
+	var m event.Message
+	if e.Message != nil {
+		m = *e.Message
+	}
+	dst = append(dst, header...)
+	dst = appendAvroString(dst, e.Op.String())
+	dst = appendAvroLong(dst, int64(e.LSN))
+	dst = appendAvroLong(dst, int64(e.CommitLSN))
+	dst = appendAvroLong(dst, int64(e.XID))
+	dst = appendAvroTime(dst, e)
+	dst = appendAvroLong(dst, int64(e.Seq))
+	dst = appendAvroString(dst, m.Prefix)
+	dst = appendAvroBytes(dst, m.Content)
+	return appendAvroBool(dst, m.Transactional)
+}
+
+// appendAvroTransaction appends header and the Transaction datum of e.
+func appendAvroTransaction(dst, header []byte, e *event.Event) []byte {
+	dst = append(dst, header...)
+	dst = appendAvroString(dst, e.Op.String())
+	dst = appendAvroLong(dst, int64(e.LSN))
+	dst = appendAvroLong(dst, int64(e.CommitLSN))
+	dst = appendAvroLong(dst, int64(e.EndLSN))
+	dst = appendAvroLong(dst, int64(e.XID))
+	return appendAvroTime(dst, e)
+}
+
+// appendAvroChange appends header and the Envelope datum of a row or
+// truncate event.
+func appendAvroChange(dst, header []byte, e *event.Event, r *avroRelation) ([]byte, error) {
+	dst = append(dst, header...)
 	dst = appendAvroString(dst, e.Op.String())
 	dst = appendAvroString(dst, e.Rel.Schema)
 	dst = appendAvroString(dst, e.Rel.Table)
@@ -457,6 +499,7 @@ func (a *Avro) buildRelation(rel *event.Relation) (*avroRelation, error) {
 		`{"name":"seq","type":"long"},`+
 		`{"name":"before","type":["null",{"type":"record","name":"Value","fields":[`...)
 	used := make(map[string]bool, len(rel.Columns))
+	var key []byte // the fields of the Key record
 	for i := range rel.Columns {
 		col := &rel.Columns[i]
 		if i > 0 {
@@ -482,8 +525,39 @@ func (a *Avro) buildRelation(rel *event.Relation) (*avroRelation, error) {
 		s = event.AppendJSONString(s, typeName(col.Type))
 		if col.Key {
 			s = append(s, `,"pg_key":true`...)
+			// Key fields are not nullable, as in Debezium's key records: a
+			// key with a null or unsent column is no key (EncodeKey).
+			if len(key) > 0 {
+				key = append(key, ',')
+			}
+			key = append(key, `{"name":"`...)
+			key = append(key, name...)
+			key = append(key, `","type":`...)
+			key = append(key, typ...)
+			if name != col.Name {
+				key = append(key, `,"pg_name":`...)
+				key = event.AppendJSONString(key, col.Name)
+			}
+			key = append(key, `,"pg_type":`...)
+			key = event.AppendJSONString(key, typeName(col.Type))
+			key = append(key, '}')
+			r.keyCols = append(r.keyCols, i)
 		}
 		s = append(s, '}')
+	}
+	if len(r.keyCols) > 0 {
+		k := append([]byte(nil), `{"type":"record","name":"Key","namespace":"`...)
+		k = append(k, a.ns...)
+		k = append(k, '.')
+		k = append(k, avroName(rel.Schema)...)
+		k = append(k, '.')
+		k = append(k, avroName(rel.Table)...)
+		k = append(k, `","fields":[`...)
+		k = append(k, key...)
+		r.keySchema = string(append(k, "]}"...))
+		if _, err := avro.ParseWithCache(r.keySchema, "", &avro.SchemaCache{}); err != nil {
+			return nil, fmt.Errorf("building the avro key schema of %s.%s: %w", rel.Schema, rel.Table, err)
+		}
 	}
 	s = append(s, `]}],"default":null},`+
 		`{"name":"after","type":["null","Value"],"default":null},`+

@@ -14,8 +14,10 @@ import (
 	"github.com/pgfeed/pgfeed/checkpoint"
 	"github.com/pgfeed/pgfeed/config"
 	"github.com/pgfeed/pgfeed/encode"
+	"github.com/pgfeed/pgfeed/encode/schemaregistry"
 	"github.com/pgfeed/pgfeed/route"
 	"github.com/pgfeed/pgfeed/sink"
+	"github.com/pgfeed/pgfeed/sink/avrofile"
 	"github.com/pgfeed/pgfeed/sink/discard"
 	"github.com/pgfeed/pgfeed/sink/file"
 	"github.com/pgfeed/pgfeed/sink/kafka"
@@ -122,7 +124,12 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s.format: %w", k.Name, err)
 	}
-	if k.Format == encode.FormatAvro && (k.Type == config.SinkFile || k.Type == config.SinkStdout) {
+	if k.Format == encode.FormatAvro && k.Avro != nil && k.Avro.Wire == config.AvroConfluent {
+		if enc, err = confluentEncoder(k.Avro, opts); err != nil {
+			return Sink{}, fmt.Errorf("sinks.%s.avro: %w", k.Name, err)
+		}
+	}
+	if k.Format == encode.FormatAvro && k.Type == config.SinkStdout {
 		return Sink{}, fmt.Errorf("sinks.%s.format: avro is binary, and %s sinks write one event per line: use json, wal2json, debezium or cloudevents", k.Name, k.Type)
 	}
 	var s sink.Sink
@@ -141,6 +148,21 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			maxBytes = -1 // the config's zero means never
 		}
 		fopts := file.Options{MaxBytes: maxBytes, MaxAge: st.RotateEvery}
+		if a, ok := enc.(*encode.Avro); ok {
+			// Object container files, one sequence per topic (sink/avrofile).
+			if !open {
+				if err := file.Check(st.Path, fopts); err != nil {
+					return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+				}
+				break
+			}
+			f, err := avrofile.Open(st.Path, a, avrofile.Options{MaxBytes: st.RotateBytes, MaxAge: st.RotateEvery})
+			if err != nil {
+				return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
+			}
+			s = f
+			break
+		}
 		if !open {
 			if err := file.Check(st.Path, fopts); err != nil {
 				return Sink{}, fmt.Errorf("sinks.%s.path: %w", k.Name, err)
@@ -204,6 +226,30 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 	}
 	return Sink{Name: k.Name, Sources: k.Sources, Sink: s, Router: router, Encoder: enc, Schemas: true, DeadLetter: k.DeadLetter,
 		RecordKeys: k.Type == config.SinkKafka}, nil
+}
+
+// confluentEncoder returns the Avro encoder of the Confluent wire format
+// with its registry client. Nothing connects yet: the first record of each
+// schema does, and an unreachable registry holds the sink back (retried)
+// rather than failing the start.
+func confluentEncoder(a *config.Avro, opts encode.Options) (encode.Encoder, error) {
+	ropts := schemaregistry.Options{URL: a.Registry, User: a.User, Password: a.Password, Compatibility: a.Compatibility}
+	if a.TLS != nil {
+		tc, err := a.TLS.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		ropts.TLS = tc
+	}
+	reg, err := schemaregistry.New(ropts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := encode.NewConfluent(opts, reg, a.SubjectStrategy)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // CloseSinks closes every sink; for a pipeline that will not Run.

@@ -309,12 +309,17 @@ func markAt(t time.Time, lsn event.LSN) checkpoint.Mark { return checkpoint.Mark
 // asks one for (Debezium: a delete). An event that cannot be encoded goes
 // to poison (with the number of records before it), which leaves it out
 // and goes on, or stops with its error; nil poison stops at the first.
+// An encoder that is an encode.TopicEncoder (Avro's Confluent wire
+// format) encodes with the topic routing chose; its
+// *encode.RegistryUnavailableError fails the whole call, as the event is
+// not at fault and the batch is retried.
 func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, poison func(rec sink.Record, n int, err error) error) ([]sink.Record, []byte, error) {
 	type span struct{ start, end int } // start < 0: nil
 	spans := make([]span, 0, len(events))
 	var keySpans []span
 	keyEnc, _ := k.Encoder.(encode.KeyEncoder)
 	tomb, _ := k.Encoder.(encode.Tombstoner)
+	topicEnc, _ := k.Encoder.(encode.TopicEncoder)
 	if !k.RecordKeys {
 		keyEnc, tomb = nil, nil
 	}
@@ -335,8 +340,18 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 		}
 		start := len(buf)
 		var err error
-		if buf, err = k.Encoder.Encode(buf, rec.Event); err != nil {
+		if topicEnc != nil {
+			buf, err = topicEnc.EncodeTopic(buf, rec.Topic, rec.Event)
+		} else {
+			buf, err = k.Encoder.Encode(buf, rec.Event)
+		}
+		if err != nil {
 			buf = buf[:start]
+			if _, down := errors.AsType[*encode.RegistryUnavailableError](err); down {
+				// Not the event's fault: the batch is retried, nothing
+				// goes to the dead letters.
+				return records, buf, fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)
+			}
 			if err := fail(rec, fmt.Errorf("encoding %s event at %s: %w", e.Op, e.LSN, err)); err != nil {
 				return records, buf, err
 			}
@@ -349,8 +364,16 @@ func (k *Sink) encode(events []*event.Event, records []sink.Record, buf []byte, 
 		if keyEnc != nil {
 			kstart := len(buf)
 			var ok bool
-			if buf, ok, err = keyEnc.EncodeKey(buf, rec.Event); err != nil {
+			if topicEnc != nil {
+				buf, ok, err = topicEnc.EncodeKeyTopic(buf, rec.Topic, rec.Event)
+			} else {
+				buf, ok, err = keyEnc.EncodeKey(buf, rec.Event)
+			}
+			if err != nil {
 				buf = buf[:start]
+				if _, down := errors.AsType[*encode.RegistryUnavailableError](err); down {
+					return records, buf, fmt.Errorf("encoding the key of %s event at %s: %w", e.Op, e.LSN, err)
+				}
 				if err := fail(rec, fmt.Errorf("encoding the key of %s event at %s: %w", e.Op, e.LSN, err)); err != nil {
 					return records, buf, err
 				}

@@ -30,7 +30,7 @@ func TestRunCheckRefusesWhatRunRefuses(t *testing.T) {
 			`invalid publication name "MyPub"`},
 		{"DSN that does not parse", "[sources.main]\ndsn = \"host=127.0.0.1 port=notanumber\"\nslot = \"check_only\"\n" + stdoutSink,
 			"sources.main: invalid DSN"},
-		{"avro on a file sink", sourceMain("") + "[sinks.f]\ntype = \"file\"\nsources = [\"main\"]\nformat = \"avro\"\npath = \"out\"\n",
+		{"avro on a stdout sink", sourceMain("") + "[sinks.f]\ntype = \"stdout\"\nsources = [\"main\"]\nformat = \"avro\"\n",
 			"sinks.f.format: avro is binary"},
 		{"file sink path that is a file", sourceMain("") + "[sinks.f]\ntype = \"file\"\nsources = [\"main\"]\npath = \"{dir}/taken\"\n",
 			"sinks.f.path: opening file sink: creating folder: mkdir {dir}/taken: not a directory"},
