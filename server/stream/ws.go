@@ -2,19 +2,18 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/wsproto"
 	"github.com/pgfeed/pgfeed/source"
 	"golang.org/x/sync/errgroup"
 )
@@ -194,19 +193,11 @@ var (
 
 // fail sends an error frame and closes the connection with code.
 func (s *Server) fail(conn *websocket.Conn, code websocket.StatusCode, msg string) {
-	s.sendError(context.Background(), conn, msg)
-	reason := msg
-	if len(reason) > 120 { // a close reason holds at most 123 bytes
-		reason = strings.ToValidUTF8(reason[:120], "")
-	}
-	conn.Close(code, reason)
+	wsproto.Fail(conn, s.opts.WriteTimeout, code, msg)
 }
 
 func (s *Server) sendError(ctx context.Context, conn *websocket.Conn, msg string) {
-	b, _ := json.Marshal(errorBody{Error: msg})
-	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
-	defer cancel()
-	_ = conn.Write(ctx, websocket.MessageText, b)
+	wsproto.SendError(ctx, conn, s.opts.WriteTimeout, msg)
 }
 
 // write sends one frame. A client that takes longer than WriteTimeout is
@@ -389,41 +380,9 @@ func (s *Server) watchAcks(ctx context.Context, conn *websocket.Conn, sent *sent
 	}
 }
 
-// ackMessage is what clients send: {"lsn":"0/170FCB0"}. A number is taken
-// as the position in decimal, as Debezium prints LSNs.
-type ackMessage struct {
-	LSN json.RawMessage `json:"lsn"`
-}
+const ackHint = wsproto.AckHint
 
-const ackHint = `send {"lsn":"X/Y"} with the nextlsn (wal2json) or commit_lsn of a frame received`
-
-func parseAck(b []byte) (event.LSN, error) {
-	var m ackMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return 0, fmt.Errorf("malformed message %.60q: %v: %s", b, err, ackHint)
-	}
-	if len(m.LSN) == 0 || string(m.LSN) == "null" {
-		return 0, fmt.Errorf("message %.60q has no lsn: %s", b, ackHint)
-	}
-	if m.LSN[0] == '"' {
-		var txt string
-		if err := json.Unmarshal(m.LSN, &txt); err != nil {
-			return 0, fmt.Errorf("malformed lsn %.40s: %s", m.LSN, ackHint)
-		}
-		if lsn, err := event.ParseLSN(txt); err == nil {
-			return lsn, nil
-		}
-		if n, err := strconv.ParseUint(txt, 10, 64); err == nil {
-			return event.LSN(n), nil
-		}
-		return 0, fmt.Errorf("malformed lsn %q: %s", txt, ackHint)
-	}
-	n, err := strconv.ParseUint(string(m.LSN), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("malformed lsn %.40s: %s", m.LSN, ackHint)
-	}
-	return event.LSN(n), nil
-}
+func parseAck(b []byte) (event.LSN, error) { return wsproto.ParseAck(b) }
 
 // readAcks reads the client's messages: acks, each confirmed to the stream.
 // A bad message gets an error frame and changes nothing.
