@@ -52,7 +52,12 @@ func (c *client) holdsAll(seq uint64) bool { return c.sentSeq == seq && len(c.se
 
 // drop tells the client why and closes the connection (once).
 func (c *client) drop(code websocket.StatusCode, msg string) {
-	c.dropOnce.Do(func() { wsproto.Fail(c.conn, c.s.opts.WriteTimeout, code, msg) })
+	c.dropOnce.Do(func() {
+		if code != websocket.StatusGoingAway {
+			c.s.log.Warn("websocket sink: client dropped", "remote", c.remote, "reason", msg)
+		}
+		wsproto.Fail(c.conn, c.s.opts.WriteTimeout, code, msg)
+	})
 }
 
 // run serves the client until it goes or is dropped.
