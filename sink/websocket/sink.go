@@ -134,6 +134,15 @@ func (s *Sink) notifyLocked() {
 // Write sends the batch to every client and returns once each acked it
 // (and at least one did); see the package doc.
 func (s *Sink) Write(ctx context.Context, batch []sink.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return errors.New("websocket sink closed")
+	}
 	if len(batch) == 0 {
 		return nil
 	}
