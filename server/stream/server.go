@@ -84,6 +84,13 @@ type Options struct {
 	// MaxUnacked is how many transactions a client may hold sent but not
 	// acked; beyond it sending waits for acks (default 65536).
 	MaxUnacked int
+	// MaxUnackedBytes bounds the bytes of frames a client holds sent and
+	// not acked: beyond it sending waits for acks (the slot waits too),
+	// and a client that acks nothing for WriteTimeout then is dropped
+	// with an error frame (it resumes after its last ack when it
+	// reconnects). The transaction being sent is never held back by
+	// itself. Zero: no bound but MaxUnacked.
+	MaxUnackedBytes int64
 	// Encode configures the json, debezium and cloudevents frames.
 	Encode encode.Options
 	// Tokens, when set, are required of every request (see Token). Without

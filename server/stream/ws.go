@@ -226,6 +226,20 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 		lastSingle   event.LSN // position of the last change outside a transaction
 		buf          []byte
 	)
+	// emit writes a frame, counting its bytes first: while the client
+	// holds MaxUnackedBytes unacked, sending waits for its acks, and a
+	// client that acks nothing for WriteTimeout then is dropped.
+	emit := func(b []byte) error {
+		held, err := sent.reserve(ctx, len(b), s.opts.MaxUnackedBytes, s.opts.WriteTimeout)
+		if errors.Is(err, errLagBytes) {
+			s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("fell behind: %d bytes of frames sent and not acked, the most allowed (--max-unacked-bytes %d), and no ack for %s (--write-timeout): dropped; reconnect to resume after your last ack", held, s.opts.MaxUnackedBytes, s.opts.WriteTimeout))
+			return errClientGone
+		}
+		if err != nil {
+			return err
+		}
+		return s.write(ctx, conn, b)
+	}
 	// send writes one change: into the transaction's wal2json frame
 	// (writing a part when it grew too large), or as a frame of its own.
 	send := func(e *event.Event, commit event.LSN) error {
@@ -234,14 +248,14 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			if err != nil || part == nil {
 				return err
 			}
-			return s.write(ctx, conn, part)
+			return emit(part)
 		}
 		var err error
 		if buf, err = enc.Encode(buf[:0], e); err != nil {
 			return err
 		}
 		sent.sending(commit)
-		return s.write(ctx, conn, buf)
+		return emit(buf)
 	}
 	for {
 		e, err := st.Next(ctx)
@@ -268,7 +282,7 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			if begun {
 				sent.end(commit, e.EndLSN)
 				if enc == nil {
-					if err := s.write(ctx, conn, frames.commit(e.EndLSN)); err != nil {
+					if err := emit(frames.commit(e.EndLSN)); err != nil {
 						return err
 					}
 				}
@@ -307,7 +321,7 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 				return err
 			}
 			if enc == nil {
-				if err := s.write(ctx, conn, frames.commit(pos)); err != nil {
+				if err := emit(frames.commit(pos)); err != nil {
 					return err
 				}
 			}
