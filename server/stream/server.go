@@ -159,6 +159,7 @@ type Server struct {
 	mu      sync.Mutex
 	slots   map[string]*slot
 	named   map[string]*namedStream // v2 streams by name
+	defs    *streamStore            // their definitions, kept in the database
 	streams int                     // sessions running
 	closed  bool
 
@@ -214,6 +215,7 @@ func New(opts Options) (*Server, error) {
 		tokens: tokens,
 		opts:   opts, log: opts.Logger, pool: pool, types: catalog.NewTypes(),
 		ctx: ctx, cancel: cancel, slots: map[string]*slot{}, named: map[string]*namedStream{},
+		defs: &streamStore{pool: pool},
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/init", s.handleInit)
