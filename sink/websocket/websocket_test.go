@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -145,5 +146,59 @@ func TestWriteWaitsForAClient(t *testing.T) {
 	}
 	if got := len(c.values()); got != 3 {
 		t.Fatalf("client holds %d records, want 3", got)
+	}
+}
+
+// TestRefusal: without a token only loopback clients are served; with
+// one, the bearer token (or access_token) must match.
+func TestRefusal(t *testing.T) {
+	const token = "a-token-of-sixteen-chars"
+	for _, c := range []struct {
+		name, token, remote, header, query, want string
+	}{
+		{"loopback without token", "", "127.0.0.1:5000", "", "", ""},
+		{"ipv6 loopback without token", "", "[::1]:5000", "", "", ""},
+		{"remote without token", "", "192.0.2.7:5000", "", "", "only loopback clients"},
+		{"right token", token, "192.0.2.7:5000", "Bearer " + token, "", ""},
+		{"access_token", token, "192.0.2.7:5000", "", "?access_token=" + token, ""},
+		{"no token sent", token, "127.0.0.1:5000", "", "", "missing bearer token"},
+		{"wrong token", token, "127.0.0.1:5000", "Bearer nope", "", "invalid bearer token"},
+	} {
+		s := New(Options{Token: c.token})
+		r := httptest.NewRequest("GET", "/changes"+c.query, nil)
+		r.RemoteAddr = c.remote
+		if c.header != "" {
+			r.Header.Set("Authorization", c.header)
+		}
+		got := s.refusal(r)
+		if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+			t.Errorf("%s: refusal %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestOwnListener: a sink with a listen of its own serves its path there.
+func TestOwnListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := New(Options{})
+	if err := s.Listen(addr, "/feed"); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := connect(t, "ws://"+addr+"/feed", "")
+	waitClients(t, s, 1)
+	if err := s.Write(context.Background(), sinktest.Records(0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.values()); got != 2 {
+		t.Fatalf("client holds %d records, want 2", got)
+	}
+	if err := s.Listen(addr, "/feed"); err == nil {
+		t.Fatal("a second Listen on the same address succeeded")
 	}
 }
