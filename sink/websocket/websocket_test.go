@@ -28,7 +28,7 @@ func (c *ackingClient) values() [][]byte {
 	return append([][]byte(nil), c.frames...)
 }
 
-func connect(t *testing.T, url, token string) *ackingClient {
+func connect(t testing.TB, url, token string) *ackingClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -72,7 +72,7 @@ func connect(t *testing.T, url, token string) *ackingClient {
 }
 
 // waitClients waits until the sink has n clients registered.
-func waitClients(t *testing.T, s *Sink, n int) {
+func waitClients(t testing.TB, s *Sink, n int) {
 	t.Helper()
 	for s.Clients() != n {
 		time.Sleep(5 * time.Millisecond)
@@ -201,4 +201,18 @@ func TestOwnListener(t *testing.T) {
 	if err := s.Listen(addr, "/feed"); err == nil {
 		t.Fatal("a second Listen on the same address succeeded")
 	}
+}
+
+// BenchmarkWrite: batches of 500 records to two clients that ack every
+// frame over loopback.
+func BenchmarkWrite(b *testing.B) {
+	s := New(Options{})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	defer s.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	connect(b, url, "")
+	connect(b, url, "")
+	waitClients(b, s, 2)
+	sinktest.Bench(b, s, 500)
 }
