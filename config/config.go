@@ -376,6 +376,14 @@ type WebSocketSink struct {
 	// Listen is the host:port to serve on; empty means the [http] server.
 	Listen string
 	Path   string // "/changes" by default
+	// MaxLagRecords and MaxLagBytes bound what one client may hold sent
+	// and unacked (max_lag_records, max_lag_bytes; 0: the sink's
+	// defaults); beyond, its frames wait for its acks.
+	MaxLagRecords int
+	MaxLagBytes   int64
+	// AckTimeout drops a client that holds frames unacked this long
+	// without acking anything (ack_timeout; 0: the sink's default).
+	AckTimeout time.Duration
 }
 
 func (*StdoutSink) sinkType() string    { return SinkStdout }

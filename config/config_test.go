@@ -252,6 +252,16 @@ listen = ":9000"
 path = "/feed"`, func(c *Config) bool {
 			return *c.Sink("ws").Settings.(*WebSocketSink) == WebSocketSink{Listen: ":9000", Path: "/feed"}
 		}},
+		{"websocket lag limits", minimal + `
+[sinks.ws]
+type = "websocket"
+sources = ["main"]
+listen = ":9000"
+max_lag_records = 5
+max_lag_bytes = "1MiB"
+ack_timeout = "3s"`, func(c *Config) bool {
+			return *c.Sink("ws").Settings.(*WebSocketSink) == WebSocketSink{Listen: ":9000", Path: "/changes", MaxLagRecords: 5, MaxLagBytes: 1 << 20, AckTimeout: 3 * time.Second}
+		}},
 		{"filter on an unqualified table", strings.Replace(minimal, `dsn = "postgres://localhost/db"`, `dsn = "x"
 tables = ["orders"]
 [sources.main.filter.orders]

@@ -433,7 +433,11 @@ func (r *reader) sink(t *table) *Sink {
 		s.Settings = r.webhook(t, s)
 	case SinkWebSocket:
 		listen, ok := t.strOK("listen")
-		ws := &WebSocketSink{Listen: listen, Path: t.strDefault("path", DefaultWebSocketPath)}
+		ws := &WebSocketSink{Listen: listen, Path: t.strDefault("path", DefaultWebSocketPath),
+			MaxLagRecords: int(t.integer("max_lag_records")), MaxLagBytes: t.size("max_lag_bytes"), AckTimeout: t.duration("ack_timeout")}
+		if ws.MaxLagRecords < 0 {
+			r.add(t.path("max_lag_records"), "must be positive, or 0 for the default")
+		}
 		if ok {
 			r.checkAddr(t.path("listen"), listen, false)
 		}

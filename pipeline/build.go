@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/pgfeed/pgfeed/sink/kafka"
 	"github.com/pgfeed/pgfeed/sink/stdout"
 	"github.com/pgfeed/pgfeed/sink/webhook"
+	"github.com/pgfeed/pgfeed/sink/websocket"
 	"github.com/pgfeed/pgfeed/source"
 	kafkasource "github.com/pgfeed/pgfeed/source/kafka"
 )
@@ -88,13 +90,21 @@ func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open b
 		})
 	}
 	for _, k := range cfg.Sinks {
-		built, err := buildSink(k, databases, log, open)
+		built, err := buildSink(k, databases, log, open, cfg.HTTP.Token)
 		if err != nil {
 			p.CloseSinks()
 			return nil, err
 		}
 		if open {
 			p.Sinks = append(p.Sinks, built)
+			// A websocket sink without a listen of its own is an endpoint
+			// of the [http] server.
+			if st, ok := k.Settings.(*config.WebSocketSink); ok && st.Listen == "" {
+				if p.HTTPHandlers == nil {
+					p.HTTPHandlers = map[string]http.Handler{}
+				}
+				p.HTTPHandlers[st.Path] = built.Sink.(*websocket.Sink)
+			}
 		}
 	}
 	return p, nil
@@ -111,7 +121,7 @@ func sourceError(name string, err error) error {
 
 // buildSink builds the sink k; when open is false it runs the same checks
 // without opening the sink (Sink.Sink stays nil).
-func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, open bool) (Sink, error) {
+func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, open bool, httpToken string) (Sink, error) {
 	router, err := route.New(k.RouteOptions())
 	if err != nil {
 		return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
@@ -221,6 +231,26 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			break
 		}
 		s = w
+	case *config.WebSocketSink:
+		// Clients ack the commit LSN a frame shows: wal2json's per-event
+		// frames show none.
+		if k.Format == encode.FormatWal2JSON || k.Format == encode.FormatWal2JSON2 {
+			return Sink{}, fmt.Errorf("sinks.%s.format: websocket clients ack the commit_lsn of the frames they receive, which wal2json frames do not show: use json, debezium, cloudevents or avro", k.Name)
+		}
+		if !open {
+			break
+		}
+		ws := websocket.New(websocket.Options{
+			Token: httpToken, Binary: k.Format == encode.FormatAvro,
+			MaxLagRecords: st.MaxLagRecords, MaxLagBytes: st.MaxLagBytes, AckTimeout: st.AckTimeout,
+			Logger: log.With("sink", k.Name),
+		})
+		if st.Listen != "" {
+			if err := ws.Listen(st.Listen, st.Path); err != nil {
+				return Sink{}, &source.UserError{Msg: fmt.Sprintf("sinks.%s.listen: %v", k.Name, err), Err: err}
+			}
+		}
+		s = ws
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,9 @@ type Pipeline struct {
 	Logger  *slog.Logger
 	// Backoff bounds the wait between reconnects (defaults 100ms to 10s).
 	MinBackoff, MaxBackoff time.Duration
+	// HTTPHandlers are endpoints (path → handler) of sinks served on the
+	// [http] server: websocket sinks without a listen of their own.
+	HTTPHandlers map[string]http.Handler
 
 	stats       sync.Map // sink name → *SinkStats
 	deadLetters map[string]*deadLetter

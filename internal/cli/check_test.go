@@ -24,8 +24,8 @@ func TestRunCheckRefusesWhatRunRefuses(t *testing.T) {
 	cases := []struct {
 		name, config, fragment string
 	}{
-		{"websocket sink", "[http]\nlisten = \"127.0.0.1:0\"\n" + sourceMain("") + "[sinks.w]\ntype = \"websocket\"\nsources = [\"main\"]\n",
-			"sinks.w: type websocket is not available in this version of pgfeed"},
+		{"websocket sink in wal2json", "[http]\nlisten = \"127.0.0.1:0\"\n" + sourceMain("") + "[sinks.w]\ntype = \"websocket\"\nsources = [\"main\"]\nformat = \"wal2json\"\n",
+			"sinks.w.format: websocket clients ack the commit_lsn of the frames they receive"},
 		{"upper-case publication", sourceMain("publication = \"MyPub\"") + stdoutSink,
 			`invalid publication name "MyPub"`},
 		{"DSN that does not parse", "[sources.main]\ndsn = \"host=127.0.0.1 port=notanumber\"\nslot = \"check_only\"\n" + stdoutSink,

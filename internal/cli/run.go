@@ -159,7 +159,7 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOption
 	g, gctx := errgroup.WithContext(ctx)
 	stopHTTP := func() {}
 	if ln != nil {
-		if stopHTTP, err = serveAdmin(g, ln, p.Status, log, &e.logs.runLevel, cfg.HTTP.Token); err != nil {
+		if stopHTTP, err = serveAdmin(g, ln, p.Status, log, &e.logs.runLevel, cfg.HTTP.Token, p.HTTPHandlers); err != nil {
 			p.CloseSinks()
 			return err
 		}
@@ -206,12 +206,22 @@ func listenHTTP(addr string) (net.Listener, error) {
 // shuts it down gracefully. A server that fails while the pipeline runs
 // fails the run: monitoring that silently went away is worse than a
 // restart.
-func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Status, log *slog.Logger, level *slog.LevelVar, token string) (stop func(), err error) {
+func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Status, log *slog.Logger, level *slog.LevelVar, token string, sinks map[string]http.Handler) (stop func(), err error) {
 	h, err := server.NewAdmin(status, server.AdminOptions{
 		Logger: log, Level: level, Token: token, Loopback: server.IsLoopback(ln.Addr().String()),
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(sinks) > 0 {
+		// The endpoints of websocket sinks beside the admin API, which
+		// answers every other path itself.
+		mux := http.NewServeMux()
+		for path, sh := range sinks {
+			mux.Handle(path, sh)
+		}
+		mux.Handle("/", h)
+		h = mux
 	}
 	// Bounded connections and the server package's timeouts: idle
 	// keep-alive clients can neither exhaust file descriptors nor stall a

@@ -19,27 +19,28 @@ import (
 )
 
 type serveFlags struct {
-	conn          connFlags
-	configPath    string
-	listen        string
-	tables        []string
-	slotPrefix    string
-	snapshotHold  time.Duration
-	maxSlots      int
-	maxRows       int
-	maxStreams    int
-	maxConns      int
-	writeTimeout  time.Duration
-	headerTimeout time.Duration
-	idleTimeout   time.Duration
-	maxFrame      string
-	maxUnacked    int
-	tokens        []string
-	tlsCert       string
-	tlsKey        string
-	origins       []string
-	streamPrefix  string
-	maxAckDelay   time.Duration
+	conn            connFlags
+	configPath      string
+	listen          string
+	tables          []string
+	slotPrefix      string
+	snapshotHold    time.Duration
+	maxSlots        int
+	maxRows         int
+	maxStreams      int
+	maxConns        int
+	writeTimeout    time.Duration
+	headerTimeout   time.Duration
+	idleTimeout     time.Duration
+	maxFrame        string
+	maxUnackedBytes string
+	maxUnacked      int
+	tokens          []string
+	tlsCert         string
+	tlsKey          string
+	origins         []string
+	streamPrefix    string
+	maxAckDelay     time.Duration
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -86,6 +87,7 @@ address; with tokens every request needs "Authorization: Bearer TOKEN".`,
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "longest time a keep-alive connection may stay idle between requests")
 	fl.StringVar(&f.maxFrame, "max-frame", "4MiB", "size beyond which a transaction's wal2json frame is split")
 	fl.IntVar(&f.maxUnacked, "max-unacked", stream.DefaultMaxUnacked, "transactions a client may hold unacked before sending waits")
+	fl.StringVar(&f.maxUnackedBytes, "max-unacked-bytes", "0", "bytes of frames a client may hold unacked before sending waits; one that then acks nothing for --write-timeout is dropped (e.g. 64MiB; 0: no bound)")
 	fl.StringArrayVar(&f.tokens, "token", nil, `bearer token clients must send, "SECRET" or "SECRET;tables=GLOB,..."; ${NAME} takes it from the environment (repeatable)`)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "certificate file (PEM) to serve HTTPS and WSS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key file (PEM) of --tls-cert")
@@ -234,6 +236,10 @@ func runServe(ctx context.Context, e *env, cmd *cobra.Command, f *serveFlags) er
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together: give both, or neither")
 	}
+	maxUnackedBytes, err := config.ParseSize(f.maxUnackedBytes)
+	if err != nil || maxUnackedBytes < 0 {
+		return fmt.Errorf("--max-unacked-bytes %q: give a size (64MiB, 512KiB), or 0 for no bound", f.maxUnackedBytes)
+	}
 	for _, v := range []struct {
 		name string
 		n    int
@@ -255,7 +261,7 @@ func runServe(ctx context.Context, e *env, cmd *cobra.Command, f *serveFlags) er
 		DSN: f.conn.resolve(e), Tables: f.tables, SlotPrefix: f.slotPrefix, SnapshotHold: f.snapshotHold,
 		MaxSlots: f.maxSlots, MaxRows: f.maxRows, MaxStreams: f.maxStreams, WriteTimeout: f.writeTimeout,
 		MaxFrameBytes: int(maxFrame), MaxUnacked: f.maxUnacked, Tokens: tokens, Origins: f.origins, Logger: log,
-		StreamPrefix: f.streamPrefix, MaxAckDelay: f.maxAckDelay,
+		StreamPrefix: f.streamPrefix, MaxAckDelay: f.maxAckDelay, MaxUnackedBytes: maxUnackedBytes,
 	})
 	if err != nil {
 		return err

@@ -208,7 +208,7 @@ func TestServeConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "pgfeed.toml")
-	text := fmt.Sprintf("[serve]\nlisten = %q\ntoken = [\"${SERVE_CFG_TOKEN};tables=public.*\"]\nmax-rows = 7\ndsn = %q\n", "127.0.0.1:1", dsn)
+	text := fmt.Sprintf("[serve]\nlisten = %q\ntoken = [\"${SERVE_CFG_TOKEN};tables=public.*\"]\nmax-rows = 7\nmax-unacked-bytes = \"1MiB\"\ndsn = %q\n", "127.0.0.1:1", dsn)
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -256,6 +256,7 @@ func TestServeBadFlags(t *testing.T) {
 		{[]string{"--tls-cert", "x.pem", "--tls-key", "y.pem"}, []string{"--tls-cert/--tls-key"}},
 		{[]string{"--max-frame", "lots"}, []string{"--max-frame"}},
 		{[]string{"--max-rows", "0"}, []string{"--max-rows 0"}},
+		{[]string{"--max-unacked-bytes", "lots"}, []string{"--max-unacked-bytes", "give a size"}},
 		{[]string{"--snapshot-hold", "-1s"}, []string{"--snapshot-hold"}},
 		{[]string{"--slot-prefix", "Bad-Prefix"}, []string{"slot prefix"}},
 		{[]string{"--config", cfg}, []string{"[serve] max_rows: unknown setting"}},

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -26,11 +27,13 @@ type sentLog struct {
 	txns  []sentTxn
 	last  event.LSN     // highest position a client may ack
 	acked event.LSN     // highest position the client acked
+	bytes int64         // bytes of the frames of txns, sent and not acked
 	room  chan struct{} // a token when acks free room
 }
 
 type sentTxn struct {
 	commit, end event.LSN
+	bytes       int64     // of its frames sent so far
 	at          time.Time // when its first frame was sent
 }
 
@@ -103,6 +106,49 @@ func (l *sentLog) sending(commit event.LSN) {
 	}
 }
 
+// errLagBytes ends reserve for a client that held more than its bound of
+// bytes unacked, and acked nothing, for the whole wait.
+var errLagBytes = errors.New("unacked bytes over the bound")
+
+// reserve counts a frame of n bytes of the transaction begun last, about
+// to be written. While the client holds more than max bytes unacked (0: no
+// bound) in transactions before it, it waits for acks, for at most wait:
+// then it returns errLagBytes and the bytes held. The transaction being
+// sent never waits on itself, since it can be acked only once whole.
+func (l *sentLog) reserve(ctx context.Context, n int, max int64, wait time.Duration) (int64, error) {
+	var timeout <-chan time.Time
+	for {
+		l.mu.Lock()
+		k := len(l.txns)
+		var current int64
+		if k > 0 {
+			current = l.txns[k-1].bytes
+		}
+		if max <= 0 || l.bytes == current || l.bytes+int64(n) <= max {
+			if k > 0 {
+				l.txns[k-1].bytes += int64(n)
+				l.bytes += int64(n)
+			}
+			l.mu.Unlock()
+			return 0, nil
+		}
+		held := l.bytes
+		l.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-l.room:
+		case <-timeout:
+			return held, errLagBytes
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
 // oldest returns when the oldest transaction not yet acked was sent (zero:
 // none waits).
 func (l *sentLog) oldest() time.Time {
@@ -140,6 +186,7 @@ func (l *sentLog) ack(pos event.LSN) (event.LSN, error) {
 			break
 		}
 		commit = t.commit
+		l.bytes -= t.bytes
 		n++
 	}
 	if !l.byEnd && pos > l.acked {

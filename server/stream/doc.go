@@ -36,6 +36,9 @@
 // read frames on the socket before the changes), DELETE
 // /v2/streams/{name} drops it, GET /v2/streams/{name}/ws streams it, POST
 // /v2/streams/{name}/backfill {"tables"} reads tables again into it.
+// Definitions (table globs, snapshot) are kept in the database, in
+// StreamTable beside the slot, so that a stream outlives the server that
+// made it; its position is the slot's.
 //
 // GET /health answers {"ok":true,"streams":N,"snapshots_held":N}.
 //

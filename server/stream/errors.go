@@ -3,6 +3,8 @@ package stream
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/pgfeed/pgfeed/internal/wsproto"
 )
 
 // apiError is a failure to report to the client: an HTTP status (for the
@@ -31,6 +33,4 @@ func writeError(w http.ResponseWriter, err *apiError) {
 	writeJSON(w, err.status, errorBody{Error: err.msg})
 }
 
-type errorBody struct {
-	Error string `json:"error"`
-}
+type errorBody = wsproto.ErrorBody

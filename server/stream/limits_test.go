@@ -234,3 +234,54 @@ func TestSlowClientDropped(t *testing.T) {
 		t.Fatalf("after the drop, first frame %.200s", f.raw)
 	}
 }
+
+// TestMaxUnackedBytes: a client that holds MaxUnackedBytes of frames
+// unacked gets no more, and acking nothing is dropped with an error frame;
+// reconnected, it gets them again, and acking streams on past the bound.
+func TestMaxUnackedBytes(t *testing.T) {
+	dsn := pgtest.CreateDB(t, pg, "unackedbytes")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, `CREATE TABLE t (id int PRIMARY KEY, pad text)`)
+	ts := startServer(t, dsn, Options{MaxUnackedBytes: 2000, WriteTimeout: time.Second})
+	slot := ts.init(t)
+	c := ts.dial(t, "slotName="+slot)
+	for i := 1; i <= 10; i++ { // ten frames of some 300 bytes
+		pgtest.Exec(t, db, fmt.Sprintf(`INSERT INTO t VALUES (%d, repeat('x', 200))`, i))
+	}
+	var first []byte
+	frames := 0
+	for {
+		b := c.read()
+		if strings.Contains(string(b), `"error"`) {
+			if !strings.Contains(string(b), "--max-unacked-bytes") || !strings.Contains(string(b), "fell behind") {
+				t.Fatalf("error frame %s, want one naming --max-unacked-bytes", b)
+			}
+			break
+		}
+		if first == nil {
+			first = b
+		}
+		frames++
+	}
+	if frames == 0 || frames >= 10 {
+		t.Fatalf("%d frames before the drop, want the bound to stop it before all 10", frames)
+	}
+
+	// Reconnected, it resumes after its last ack (none): the first frame
+	// again. Acking each frame, it gets all 10 and 10 more, past the bound:
+	// its acks make room.
+	c = ts.dial(t, "slotName="+slot)
+	for i := 1; i <= 20; i++ {
+		if i > 10 {
+			pgtest.Exec(t, db, fmt.Sprintf(`INSERT INTO t VALUES (%d, repeat('x', 200))`, i))
+		}
+		f := c.frame()
+		if i == 1 && string(f.raw) != string(first) {
+			t.Fatalf("after the drop: %s, want %s", f.raw, first)
+		}
+		if got := f.Change[0]["columnvalues"].([]any)[0].(json.Number).String(); got != fmt.Sprint(i) {
+			t.Fatalf("frame %d holds id %s", i, got)
+		}
+		c.ack(f.NextLSN)
+	}
+}

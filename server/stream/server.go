@@ -84,6 +84,13 @@ type Options struct {
 	// MaxUnacked is how many transactions a client may hold sent but not
 	// acked; beyond it sending waits for acks (default 65536).
 	MaxUnacked int
+	// MaxUnackedBytes bounds the bytes of frames a client holds sent and
+	// not acked: beyond it sending waits for acks (the slot waits too),
+	// and a client that acks nothing for WriteTimeout then is dropped
+	// with an error frame (it resumes after its last ack when it
+	// reconnects). The transaction being sent is never held back by
+	// itself. Zero: no bound but MaxUnacked.
+	MaxUnackedBytes int64
 	// Encode configures the json, debezium and cloudevents frames.
 	Encode encode.Options
 	// Tokens, when set, are required of every request (see Token). Without
@@ -152,6 +159,7 @@ type Server struct {
 	mu      sync.Mutex
 	slots   map[string]*slot
 	named   map[string]*namedStream // v2 streams by name
+	defs    *streamStore            // their definitions, kept in the database
 	streams int                     // sessions running
 	closed  bool
 
@@ -207,6 +215,7 @@ func New(opts Options) (*Server, error) {
 		tokens: tokens,
 		opts:   opts, log: opts.Logger, pool: pool, types: catalog.NewTypes(),
 		ctx: ctx, cancel: cancel, slots: map[string]*slot{}, named: map[string]*namedStream{},
+		defs: &streamStore{pool: pool},
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/init", s.handleInit)

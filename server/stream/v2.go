@@ -119,10 +119,18 @@ func (s *Server) lookupStream(ctx context.Context, name string) (*namedStream, *
 	if !exists {
 		return nil, unknown
 	}
+	// Made before a restart: its definition says what it streams.
+	def, ok, err := s.defs.get(ctx, s.streamSlot(name))
+	if err != nil {
+		return nil, serverError(err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ns = s.named[name]; ns == nil {
 		ns = &namedStream{name: name, slot: s.streamSlot(name), busy: make(chan struct{}, 1), stop: make(chan struct{})}
+		if ok {
+			ns.tables, ns.snapshot = def.tables, def.snapshot
+		}
 		s.named[name] = ns
 	}
 	return ns, nil
@@ -140,8 +148,8 @@ func (s *Server) v2Target(ctx context.Context, name string) (*target, *apiError)
 			if st := ns.takePending(); st != nil {
 				return st, nil
 			}
-			// The tables are known while this process made the stream;
-			// after a restart the publication says which they are.
+			// The tables are the stream's definition; a stream made
+			// before definitions were kept has the publication's.
 			return source.Open(ctx, source.Config{
 				DSN: s.opts.DSN, Slot: ns.slot, Tables: ns.tables, Create: ns.tables != nil, ExpectSlot: true,
 				InitialSnapshot: ns.snapshot, Transactions: true, Logger: s.log,
@@ -164,6 +172,10 @@ type streamInfo struct {
 	RetainedBytes *int64  `json:"retained_bytes"`
 	WALStatus     *string `json:"wal_status"`
 	WebSocket     string  `json:"ws"`
+	// Tables are the globs the stream was created with (nil: unknown, a
+	// stream made before definitions were kept).
+	Tables   []string `json:"tables"`
+	Snapshot bool     `json:"snapshot"`
 }
 
 func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
@@ -203,6 +215,12 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	slot := s.streamSlot(req.Name)
+	// The definition first: a slot never exists without it, so that a
+	// restart cannot find the stream and not know its tables.
+	if err := s.defs.put(ctx, slot, streamDef{tables: tables, snapshot: req.Snapshot}); err != nil {
+		writeError(w, serverError(err))
+		return
+	}
 	// Open creates the slot and its publication, and with a snapshot
 	// starts reading it: the stream waits, bounded, for the first client.
 	st, err := source.Open(ctx, source.Config{
@@ -210,6 +228,7 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
 		InitialSnapshot: req.Snapshot, Transactions: true, Logger: s.log,
 	})
 	if err != nil {
+		_ = s.defs.remove(context.WithoutCancel(ctx), slot)
 		var ue *source.UserError
 		if errors.As(err, &ue) {
 			writeError(w, errorf(http.StatusBadRequest, ue.Msg))
@@ -243,10 +262,15 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request) {
 	s.named[req.Name] = ns
 	s.mu.Unlock()
 	s.log.Info("created stream", "stream", req.Name, "slot", slot, "tables", tables, "snapshot", req.Snapshot)
-	writeJSON(w, http.StatusCreated, streamInfo{Name: req.Name, Slot: slot, WebSocket: "/v2/streams/" + req.Name + "/ws"})
+	writeJSON(w, http.StatusCreated, streamInfo{Name: req.Name, Slot: slot, WebSocket: "/v2/streams/" + req.Name + "/ws", Tables: tables, Snapshot: req.Snapshot})
 }
 
 func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.defs.all(r.Context())
+	if err != nil {
+		writeError(w, serverError(err))
+		return
+	}
 	rows, err := s.pool.Query(r.Context(), `SELECT slot_name::text, active, confirmed_flush_lsn::text,
 		pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status
 		FROM pg_replication_slots WHERE starts_with(slot_name, $1) AND database = current_database() ORDER BY 1`, s.opts.StreamPrefix)
@@ -263,6 +287,9 @@ func (s *Server) listStreams(w http.ResponseWriter, r *http.Request) {
 		}
 		i.Name = strings.TrimPrefix(i.Slot, s.opts.StreamPrefix)
 		i.WebSocket = "/v2/streams/" + i.Name + "/ws"
+		if d, ok := defs[i.Slot]; ok {
+			i.Tables, i.Snapshot = d.tables, d.snapshot
+		}
 		list = append(list, i)
 	}
 	if err := rows.Err(); err != nil {
@@ -299,6 +326,10 @@ func (s *Server) deleteStream(w http.ResponseWriter, r *http.Request, name strin
 	}
 	if _, err := s.pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{ns.slot}.Sanitize()); err != nil {
 		writeError(w, serverError(source.ExplainSQL(err, "dropping the publication of stream "+name)))
+		return
+	}
+	if err := s.defs.remove(ctx, ns.slot); err != nil {
+		writeError(w, serverError(err))
 		return
 	}
 	s.mu.Lock()

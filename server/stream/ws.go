@@ -2,19 +2,18 @@ package stream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/pgfeed/pgfeed/encode"
 	"github.com/pgfeed/pgfeed/event"
+	"github.com/pgfeed/pgfeed/internal/wsproto"
 	"github.com/pgfeed/pgfeed/source"
 	"golang.org/x/sync/errgroup"
 )
@@ -194,19 +193,11 @@ var (
 
 // fail sends an error frame and closes the connection with code.
 func (s *Server) fail(conn *websocket.Conn, code websocket.StatusCode, msg string) {
-	s.sendError(context.Background(), conn, msg)
-	reason := msg
-	if len(reason) > 120 { // a close reason holds at most 123 bytes
-		reason = strings.ToValidUTF8(reason[:120], "")
-	}
-	conn.Close(code, reason)
+	wsproto.Fail(conn, s.opts.WriteTimeout, code, msg)
 }
 
 func (s *Server) sendError(ctx context.Context, conn *websocket.Conn, msg string) {
-	b, _ := json.Marshal(errorBody{Error: msg})
-	ctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
-	defer cancel()
-	_ = conn.Write(ctx, websocket.MessageText, b)
+	wsproto.SendError(ctx, conn, s.opts.WriteTimeout, msg)
 }
 
 // write sends one frame. A client that takes longer than WriteTimeout is
@@ -235,6 +226,20 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 		lastSingle   event.LSN // position of the last change outside a transaction
 		buf          []byte
 	)
+	// emit writes a frame, counting its bytes first: while the client
+	// holds MaxUnackedBytes unacked, sending waits for its acks, and a
+	// client that acks nothing for WriteTimeout then is dropped.
+	emit := func(b []byte) error {
+		held, err := sent.reserve(ctx, len(b), s.opts.MaxUnackedBytes, s.opts.WriteTimeout)
+		if errors.Is(err, errLagBytes) {
+			s.fail(conn, websocket.StatusPolicyViolation, fmt.Sprintf("fell behind: %d bytes of frames sent and not acked, the most allowed (--max-unacked-bytes %d), and no ack for %s (--write-timeout): dropped; reconnect to resume after your last ack", held, s.opts.MaxUnackedBytes, s.opts.WriteTimeout))
+			return errClientGone
+		}
+		if err != nil {
+			return err
+		}
+		return s.write(ctx, conn, b)
+	}
 	// send writes one change: into the transaction's wal2json frame
 	// (writing a part when it grew too large), or as a frame of its own.
 	send := func(e *event.Event, commit event.LSN) error {
@@ -243,14 +248,14 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			if err != nil || part == nil {
 				return err
 			}
-			return s.write(ctx, conn, part)
+			return emit(part)
 		}
 		var err error
 		if buf, err = enc.Encode(buf[:0], e); err != nil {
 			return err
 		}
 		sent.sending(commit)
-		return s.write(ctx, conn, buf)
+		return emit(buf)
 	}
 	for {
 		e, err := st.Next(ctx)
@@ -277,7 +282,7 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 			if begun {
 				sent.end(commit, e.EndLSN)
 				if enc == nil {
-					if err := s.write(ctx, conn, frames.commit(e.EndLSN)); err != nil {
+					if err := emit(frames.commit(e.EndLSN)); err != nil {
 						return err
 					}
 				}
@@ -316,7 +321,7 @@ func (s *Server) pump(ctx context.Context, conn *websocket.Conn, st *source.Stre
 				return err
 			}
 			if enc == nil {
-				if err := s.write(ctx, conn, frames.commit(pos)); err != nil {
+				if err := emit(frames.commit(pos)); err != nil {
 					return err
 				}
 			}
@@ -389,41 +394,9 @@ func (s *Server) watchAcks(ctx context.Context, conn *websocket.Conn, sent *sent
 	}
 }
 
-// ackMessage is what clients send: {"lsn":"0/170FCB0"}. A number is taken
-// as the position in decimal, as Debezium prints LSNs.
-type ackMessage struct {
-	LSN json.RawMessage `json:"lsn"`
-}
+const ackHint = wsproto.AckHint
 
-const ackHint = `send {"lsn":"X/Y"} with the nextlsn (wal2json) or commit_lsn of a frame received`
-
-func parseAck(b []byte) (event.LSN, error) {
-	var m ackMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return 0, fmt.Errorf("malformed message %.60q: %v: %s", b, err, ackHint)
-	}
-	if len(m.LSN) == 0 || string(m.LSN) == "null" {
-		return 0, fmt.Errorf("message %.60q has no lsn: %s", b, ackHint)
-	}
-	if m.LSN[0] == '"' {
-		var txt string
-		if err := json.Unmarshal(m.LSN, &txt); err != nil {
-			return 0, fmt.Errorf("malformed lsn %.40s: %s", m.LSN, ackHint)
-		}
-		if lsn, err := event.ParseLSN(txt); err == nil {
-			return lsn, nil
-		}
-		if n, err := strconv.ParseUint(txt, 10, 64); err == nil {
-			return event.LSN(n), nil
-		}
-		return 0, fmt.Errorf("malformed lsn %q: %s", txt, ackHint)
-	}
-	n, err := strconv.ParseUint(string(m.LSN), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("malformed lsn %.40s: %s", m.LSN, ackHint)
-	}
-	return event.LSN(n), nil
-}
+func parseAck(b []byte) (event.LSN, error) { return wsproto.ParseAck(b) }
 
 // readAcks reads the client's messages: acks, each confirmed to the stream.
 // A bad message gets an error frame and changes nothing.
