@@ -28,7 +28,7 @@ import (
 // FromConfig builds a pipeline from a validated configuration. It opens the
 // sinks (a file sink creates its folder), so Close them through Run, or
 // CloseSinks when the pipeline never runs.
-func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
+func FromConfig(cfg *config.Config, store checkpoint.Storage, log *slog.Logger) (*Pipeline, error) {
 	return build(cfg, store, log, true)
 }
 
@@ -48,7 +48,7 @@ func Check(cfg *config.Config) error {
 
 // build is FromConfig when open, else Check: the same checks in the same
 // order, so that the two cannot drift apart.
-func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open bool) (*Pipeline, error) {
+func build(cfg *config.Config, store checkpoint.Storage, log *slog.Logger, open bool) (*Pipeline, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

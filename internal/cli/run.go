@@ -238,7 +238,7 @@ func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Statu
 // startOver makes every source begin anew: its slot dropped (a lost or
 // foreign one is no use), what the checkpoint holds for it forgotten, and
 // an initial snapshot read from the new slot.
-func startOver(ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Store, log *slog.Logger) error {
+func startOver(ctx context.Context, p *pipeline.Pipeline, store checkpoint.Storage, log *slog.Logger) error {
 	for i := range p.Sources {
 		src := &p.Sources[i]
 		db, err := source.Connect(ctx, src.Stream.DSN)
@@ -265,7 +265,7 @@ func startOver(ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Stor
 
 // rewind moves the checkpoints of the replayed sinks back before rp.from,
 // after checking that the slot still retains that position.
-func rewind(ctx context.Context, cfg *config.Config, store *checkpoint.Store, rp *replay) error {
+func rewind(ctx context.Context, cfg *config.Config, store checkpoint.Storage, rp *replay) error {
 	src := cfg.Source(rp.source)
 	if rp.source == "" && len(cfg.Sources) == 1 {
 		src = cfg.Sources[0]
