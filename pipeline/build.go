@@ -41,6 +41,9 @@ func Check(cfg *config.Config) error {
 	if _, err := build(cfg, nil, nil, false); err != nil {
 		return err
 	}
+	if cfg.UsesPostgresCheckpoints() {
+		return nil // nothing local to read; run connects to it
+	}
 	// Read as FromConfig's caller will open it; without creating it, and
 	// a file that a running pgfeed holds is not read.
 	return checkpoint.Verify(cfg.Checkpoint)
