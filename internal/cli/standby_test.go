@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -23,7 +24,7 @@ import (
 // pair, as on two machines: checkpoints and lease in the source database.
 // Each process gets its own output folder through ${OUT}, so that the test
 // knows which process delivered what, and when.
-const standbyConfig = `checkpoint_store = "postgres"
+const standbyConfig = `checkpoint = "postgres"
 [ha]
 lease = "postgres"
 [log]
@@ -53,6 +54,7 @@ func startMember(t *testing.T, cfgPath, dsn, out string) *pairMember {
 	t.Helper()
 	cmd := exec.Command(bin, "run", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), "TEST_DSN="+dsn, "OUT="+out)
+	cmd.Dir = filepath.Dir(cfgPath) // where a local checkpoint file would go: there must be none
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -142,7 +144,7 @@ func finish(t *testing.T, dsn string, leader *pairMember, running, all []*pairMe
 	t.Helper()
 	db := pgtest.Connect(t, dsn)
 	pgtest.Exec(t, db, "INSERT INTO marker VALUES (1)")
-	pollUntil(t, "the marker in the last leader's sink", func() bool { return markerIn(t, leader.out) })
+	pollUntil(t, "the marker in the last leader's sink", func() bool { return markerRowIn(leader.out, 1) })
 	for _, m := range running {
 		if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -151,6 +153,20 @@ func finish(t *testing.T, dsn string, leader *pairMember, running, all []*pairMe
 			t.Errorf("pgfeed run (%s) after SIGTERM: %v (want exit 0)", filepath.Base(m.out), err)
 		}
 		m.waited <- nil
+	}
+	// The pair kept its checkpoints in Postgres, where each leader found
+	// what the previous one left: after the clean stop, the sink's
+	// position there covers the marker, and no leader fell back to a
+	// local file.
+	markerCommit := markerCommitLSN(t, leader.out, 1)
+	var covered bool
+	err := db.QueryRow(context.Background(), `SELECT lsn >= $1::pg_lsn FROM pgfeed.checkpoint_positions
+		WHERE source = 'main' AND sink = 'files'`, markerCommit).Scan(&covered)
+	if err != nil || !covered {
+		t.Errorf("the sink's checkpoint in pgfeed.checkpoint_positions does not cover the marker at %s (covered %v, err %v)", markerCommit, covered, err)
+	}
+	if local, _ := filepath.Glob(filepath.Join(filepath.Dir(leader.out), "*.db")); len(local) > 0 {
+		t.Errorf("a local checkpoint file was written: %v", local)
 	}
 	got, events := applyMembers(t, all)
 	want := itemsInTable(t, db)
@@ -180,8 +196,7 @@ func TestStandbyTakesOverAfterKill9(t *testing.T) {
 	leader := start()
 	// The first one creates the slot and leads; nothing is written before
 	// it streams, so every change is in the slot.
-	pgtest.Exec(t, pgtest.Connect(t, dsn), "INSERT INTO marker VALUES (0)")
-	pollUntil(t, "the first leader to deliver", leader.delivered)
+	firstDelivery(t, dsn, leader)
 	standby := start()
 	pollUntil(t, "the second pgfeed to wait as standby", func() bool { return strings.Contains(standby.stderr.String(), "standby") })
 	if standby.delivered() {
@@ -226,8 +241,7 @@ func TestStandbyTakesOverWhenLeaderLosesItsLockSession(t *testing.T) {
 	dsn, cfgPath, dir := setupPair(t, "standby_terminate")
 	leader := startMember(t, cfgPath, dsn, filepath.Join(dir, "out-1"))
 	db := pgtest.Connect(t, dsn)
-	pgtest.Exec(t, db, "INSERT INTO marker VALUES (0)")
-	pollUntil(t, "the first leader to deliver", leader.delivered)
+	firstDelivery(t, dsn, leader)
 	standby := startMember(t, cfgPath, dsn, filepath.Join(dir, "out-2"))
 	pollUntil(t, "the second pgfeed to wait as standby", func() bool { return strings.Contains(standby.stderr.String(), "standby") })
 	stopWriters := startWriters(t, dsn)
@@ -255,6 +269,59 @@ func TestStandbyTakesOverWhenLeaderLosesItsLockSession(t *testing.T) {
 	pollUntil(t, "the standby to take over", standby.delivered)
 	stopWriters()
 	finish(t, dsn, standby, []*pairMember{standby}, []*pairMember{leader, standby})
+}
+
+// firstDelivery touches marker row 0 until m delivers an event: the slot
+// is created by m, after it starts, and a change made before would not be
+// in it.
+func firstDelivery(t *testing.T, dsn string, m *pairMember) {
+	t.Helper()
+	db := pgtest.Connect(t, dsn)
+	pollUntil(t, "the first leader to deliver", func() bool {
+		pgtest.Exec(t, db, "INSERT INTO marker VALUES (0) ON CONFLICT (id) DO UPDATE SET id = 0")
+		time.Sleep(100 * time.Millisecond)
+		return m.delivered()
+	})
+}
+
+// markerRowIn reports whether a file sink in dir delivered the insert of
+// marker row id.
+func markerRowIn(dir string, id int) bool {
+	files, _ := file.Files(dir, "")
+	want := fmt.Sprintf(`"after":{"id":%d}`, id)
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, `"table":"marker"`) && strings.Contains(line, want) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// markerCommitLSN is the commit_lsn of the delivered insert of marker row id.
+func markerCommitLSN(t *testing.T, dir string, id int) string {
+	t.Helper()
+	files, _ := file.Files(dir, "")
+	want := fmt.Sprintf(`"after":{"id":%d}`, id)
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, `"table":"marker"`) || !strings.Contains(line, want) {
+				continue
+			}
+			var e struct {
+				CommitLSN string `json:"commit_lsn"`
+			}
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			return e.CommitLSN
+		}
+	}
+	t.Fatalf("no insert of marker %d in %s", id, dir)
+	return ""
 }
 
 func lastLine(s string) string {
