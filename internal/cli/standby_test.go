@@ -134,7 +134,11 @@ func startWriters(t *testing.T, dsn string) (stop func()) {
 			writeRandomly(ctx, t, dsn, rand.New(rand.NewPCG(seed, 12)))
 		}(uint64(w))
 	}
-	return func() { cancel(); wg.Wait() }
+	// Also on a failed test: a writer must not report after it ended.
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // finish inserts a marker, waits for the leader to deliver it, stops every
