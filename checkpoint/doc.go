@@ -7,4 +7,8 @@
 // (time, position) marks used to hold confirmation back when a retention
 // window is configured, so that recent history stays replayable. Every write
 // is a bbolt transaction fsynced before the method returns.
+//
+// PGStore keeps the same records in tables of schema pgfeed of a PostgreSQL
+// database, so that the standby of an active/passive pair resumes where the
+// leader left off; both implement Storage, what the pipeline uses.
 package checkpoint

@@ -11,10 +11,19 @@ import (
 type Config struct {
 	// Checkpoint is the bbolt file that holds each source's acknowledged
 	// position; "pgfeed.db" when not set. A relative path is relative to
-	// the working directory, as every path of a command line is.
+	// the working directory, as every path of a command line is. The value
+	// "postgres" keeps them in PostgreSQL instead (CheckpointStore).
 	Checkpoint string
-	Log        Log
-	HTTP       HTTP
+	// CheckpointStore is where checkpoints are kept: "" (the Checkpoint
+	// file) or "postgres" (checkpoint = "postgres"; see HA).
+	CheckpointStore string
+	// CheckpointDSN is the database of a "postgres" store: the first
+	// postgres source's DSN unless checkpoint_dsn is set.
+	CheckpointDSN string
+	// HA is active/passive operation ([ha]).
+	HA   HA
+	Log  Log
+	HTTP HTTP
 	// Sources and Sinks are in the order of the file.
 	Sources []*Source
 	Sinks   []*Sink

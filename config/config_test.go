@@ -603,7 +603,7 @@ func TestLoad(t *testing.T) {
 	}
 	_, err := Load(bad)
 	want := bad + `: sinks.out.type: unknown sink type "stdot" (have: discard, file, kafka, nats, redis, stdout, webhook, websocket)` + "\n" +
-		bad + `: x: unknown key (known here: checkpoint, http, log, sinks, sources)`
+		bad + `: x: unknown key (known here: checkpoint, checkpoint_dsn, ha, http, log, sinks, sources)`
 	if err == nil || err.Error() != want {
 		t.Errorf("Load(bad) =\n%v\nwant\n%s", err, want)
 	}

@@ -105,6 +105,7 @@ func Parse(data []byte, getenv func(string) (string, bool)) (*Config, error) {
 
 func (r *reader) config(top *table) *Config {
 	c := &Config{Checkpoint: top.strDefault("checkpoint", DefaultCheckpoint)}
+	r.checkpointStore(top, c)
 
 	lt := top.sub("log")
 	switch level := lt.strDefault("level", "info"); strings.ToLower(level) {
@@ -142,6 +143,7 @@ func (r *reader) config(top *table) *Config {
 	}
 	top.done()
 	r.crossCheck(c)
+	r.checkCheckpointDSN(c)
 	return c
 }
 

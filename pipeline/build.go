@@ -32,7 +32,7 @@ import (
 // FromConfig builds a pipeline from a validated configuration. It opens the
 // sinks (a file sink creates its folder), so Close them through Run, or
 // CloseSinks when the pipeline never runs.
-func FromConfig(cfg *config.Config, store *checkpoint.Store, log *slog.Logger) (*Pipeline, error) {
+func FromConfig(cfg *config.Config, store checkpoint.Storage, log *slog.Logger) (*Pipeline, error) {
 	return build(cfg, store, log, true)
 }
 
@@ -45,6 +45,9 @@ func Check(cfg *config.Config) error {
 	if _, err := build(cfg, nil, nil, false); err != nil {
 		return err
 	}
+	if cfg.UsesPostgresCheckpoints() {
+		return nil // nothing local to read; run connects to it
+	}
 	// Read as FromConfig's caller will open it; without creating it, and
 	// a file that a running pgfeed holds is not read.
 	return checkpoint.Verify(cfg.Checkpoint)
@@ -52,7 +55,7 @@ func Check(cfg *config.Config) error {
 
 // build is FromConfig when open, else Check: the same checks in the same
 // order, so that the two cannot drift apart.
-func build(cfg *config.Config, store *checkpoint.Store, log *slog.Logger, open bool) (*Pipeline, error) {
+func build(cfg *config.Config, store checkpoint.Storage, log *slog.Logger, open bool) (*Pipeline, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

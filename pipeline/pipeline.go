@@ -69,7 +69,7 @@ type Sink struct {
 type Pipeline struct {
 	Sources []Source
 	Sinks   []Sink
-	Store   *checkpoint.Store
+	Store   checkpoint.Storage
 	Logger  *slog.Logger
 	// Backoff bounds the wait between reconnects (defaults 100ms to 10s).
 	MinBackoff, MaxBackoff time.Duration

@@ -7,7 +7,7 @@ import (
 
 // backfillProgress keeps a source's backfill progress in the checkpoint
 // store, so that a restarted pipeline resumes a backfill mid-table.
-type backfillProgress struct{ store *checkpoint.Store }
+type backfillProgress struct{ store checkpoint.Storage }
 
 func (b backfillProgress) Progress(source, table string) (snapshot.Progress, bool, error) {
 	p, ok, err := b.store.Progress(source, table)

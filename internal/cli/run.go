@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -127,14 +126,18 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOption
 		}
 		defer ln.Close() // for the early returns; Shutdown closes it otherwise
 	}
-	if dir := filepath.Dir(cfg.Checkpoint); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("checkpoint: %w", err)
-		}
+	// A standby waits here, before it opens anything that the leader
+	// writes: the checkpoints, the slot, the sinks.
+	held, err := takeLease(ctx, cfg, log)
+	if err != nil || (held == nil && cfg.HA.Lease != "") {
+		return err // nil: stopped while waiting as standby
 	}
-	store, err := checkpoint.Open(cfg.Checkpoint)
+	if held != nil {
+		defer held.Release()
+	}
+	store, err := openStore(ctx, cfg)
 	if err != nil {
-		return err // names the file, and for a damaged one the way out
+		return err
 	}
 	defer store.Close()
 	if rp != nil {
@@ -155,7 +158,7 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOption
 			return err
 		}
 	}
-	log.Info("pgfeed run starting", "sources", len(p.Sources), "sinks", len(p.Sinks), "checkpoint", cfg.Checkpoint)
+	log.Info("pgfeed run starting", "sources", len(p.Sources), "sinks", len(p.Sinks), "checkpoint", cfg.Checkpoint, "lease", cfg.HA.Lease != "")
 	g, gctx := errgroup.WithContext(ctx)
 	stopHTTP := func() {}
 	if ln != nil {
@@ -164,13 +167,30 @@ func runPipeline(ctx context.Context, e *env, cfg *config.Config, opts runOption
 			return err
 		}
 	}
+	runCtx, stopRun := context.WithCancel(gctx)
+	defer stopRun()
+	if held != nil {
+		// A leader whose lock connection failed may no longer hold the
+		// lock, and a standby may be streaming already: stop at once.
+		go func() {
+			select {
+			case <-held.Lost():
+				stopRun()
+			case <-runCtx.Done():
+			}
+		}()
+	}
 	g.Go(func() error {
 		// The admin API outlives the pipeline's drain, so /status shows the
 		// sources stopping; it goes once the pipeline has stopped.
 		defer stopHTTP()
-		return p.Run(gctx)
+		return p.Run(runCtx)
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if held != nil && held.Err() != nil {
+		return &source.UserError{Msg: fmt.Sprintf("%v; stopped streaming (start pgfeed again to wait as standby)", held.Err()), Err: held.Err()}
+	}
+	if err != nil {
 		return err
 	}
 	log.Info("pgfeed run stopped cleanly")
@@ -248,7 +268,7 @@ func serveAdmin(g *errgroup.Group, ln net.Listener, status func() pipeline.Statu
 // startOver makes every source begin anew: its slot dropped (a lost or
 // foreign one is no use), what the checkpoint holds for it forgotten, and
 // an initial snapshot read from the new slot.
-func startOver(ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Store, log *slog.Logger) error {
+func startOver(ctx context.Context, p *pipeline.Pipeline, store checkpoint.Storage, log *slog.Logger) error {
 	for i := range p.Sources {
 		src := &p.Sources[i]
 		db, err := source.Connect(ctx, src.Stream.DSN)
@@ -275,7 +295,7 @@ func startOver(ctx context.Context, p *pipeline.Pipeline, store *checkpoint.Stor
 
 // rewind moves the checkpoints of the replayed sinks back before rp.from,
 // after checking that the slot still retains that position.
-func rewind(ctx context.Context, cfg *config.Config, store *checkpoint.Store, rp *replay) error {
+func rewind(ctx context.Context, cfg *config.Config, store checkpoint.Storage, rp *replay) error {
 	src := cfg.Source(rp.source)
 	if rp.source == "" && len(cfg.Sources) == 1 {
 		src = cfg.Sources[0]
