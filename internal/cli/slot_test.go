@@ -211,8 +211,3 @@ sources = ["main"]
 		t.Errorf("failover = true: slot failover %q, want true", got)
 	}
 }
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
-}
