@@ -120,7 +120,7 @@ type PostgresSource struct {
 func (*PostgresSource) sourceType() string { return SourcePostgres }
 
 // KafkaSource reads events that another pgfeed wrote to Kafka in the native
-// JSON format, in a consumer group, as a read_committed consumer.
+// JSON or the Debezium format, in a consumer group, as a read_committed consumer.
 type KafkaSource struct {
 	Brokers []string // host:port of the seed brokers; required
 	Topics  []string // required
@@ -133,6 +133,10 @@ type KafkaSource struct {
 	// SessionTimeout is how long the group waits for a silent member; 0:
 	// the client's default (45s).
 	SessionTimeout time.Duration
+	// Format of the records: "json" (pgfeed's native JSON), "debezium"
+	// (Debezium's envelope, schemas on or off), or empty ("auto", the
+	// default) to tell each record by its shape.
+	Format string
 }
 
 func (*KafkaSource) sourceType() string { return SourceKafka }

@@ -224,7 +224,7 @@ func buildKafkaSource(name string, ks *config.KafkaSource, open bool) (Source, e
 	opts := &kafkasource.Options{
 		Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group,
 		SASLMechanism: ks.SASL.Mechanism, SASLUser: ks.SASL.User, SASLPassword: ks.SASL.Password,
-		InstanceID: ks.InstanceID, SessionTimeout: ks.SessionTimeout,
+		InstanceID: ks.InstanceID, SessionTimeout: ks.SessionTimeout, Format: ks.Format,
 	}
 	if ks.TLS != nil {
 		tc, err := ks.TLS.ClientConfig()
