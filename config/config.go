@@ -301,10 +301,13 @@ type NATSSink struct {
 	Replicas        int
 	MaxAge          time.Duration
 	MaxBytes        int64
-	// Credentials: user and password, token, or creds (a .creds file).
+	// Credentials, one way at most: user and password, token, creds (a
+	// .creds file: the user JWT and NKey seed of an operator-mode account)
+	// or nkey (a file holding an NKey user seed, "SU...").
 	User, Password string
 	Token          string
 	Creds          string
+	NKey           string
 	TLS            *TLS
 	// AckTimeout (ack_timeout, 30s by default) bounds the wait for each
 	// acknowledgement.
