@@ -48,12 +48,12 @@ func (r *reader) natsSink(t, rt *table, s *Sink) *NATSSink {
 	if len(creds) > 1 {
 		r.add(t.path(creds[1]), "conflicts with %s: use one way to authenticate", t.path(creds[0]))
 	}
-	for k, path := range map[string]string{"creds": n.Creds, "nkey": n.NKey} {
-		if path == "" {
+	for _, f := range []struct{ key, path string }{{"creds", n.Creds}, {"nkey", n.NKey}} {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(path); err != nil {
-			r.addErr(t.path(k), err)
+		if _, err := os.Stat(f.path); err != nil {
+			r.addErr(t.path(f.key), err)
 		}
 	}
 	n.TLS = r.tls(t)
