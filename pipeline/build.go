@@ -199,6 +199,13 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			_ = w.Close() // built only to check its options
 			break
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+		err = w.Probe(ctx)
+		cancel()
+		if err != nil {
+			_ = w.Close()
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
 		s = w
 	default:
 		return Sink{}, fmt.Errorf("sinks.%s: type %s is not available in this version of pgfeed", k.Name, k.Type)
