@@ -149,8 +149,8 @@ func vmRSS(pid int) int64 {
 // brokers move again every change arrives (the state invariant in both).
 func TestRunSlowBrokersBoundedMemory(t *testing.T) {
 	const (
-		rows     = 40_000
-		rowBytes = 2000
+		rows     = 10_000
+		rowBytes = 8000
 		bound    = 64 << 20 // Go heap in use; the stall writes 80 MB of rows
 	)
 	b := startBrokerRun(t, "slowbrokers")
@@ -179,8 +179,8 @@ func TestRunSlowBrokersBoundedMemory(t *testing.T) {
 		}
 		peakRSS = max(peakRSS, vmRSS(cmd.Process.Pid))
 	}
-	for i := 1000; i < 1000+rows; i += 2000 {
-		pgtest.Exec(t, b.db, fmt.Sprintf("INSERT INTO items SELECT g, g, repeat('x', %d) FROM generate_series(%d, %d) g", rowBytes, i, i+1999))
+	for i := 1000; i < 1000+rows; i += 1000 {
+		pgtest.Exec(t, b.db, fmt.Sprintf("INSERT INTO items SELECT g, g, repeat('x', %d) FROM generate_series(%d, %d) g", rowBytes, i, i+999))
 		sample()
 	}
 	for range 20 { // pgfeed reads and tries to write for a while longer
