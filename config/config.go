@@ -134,7 +134,7 @@ type PostgresSource struct {
 func (*PostgresSource) sourceType() string { return SourcePostgres }
 
 // KafkaSource reads events that another pgfeed wrote to Kafka in the native
-// JSON format, in a consumer group, as a read_committed consumer.
+// JSON or the Debezium format, in a consumer group, as a read_committed consumer.
 type KafkaSource struct {
 	Brokers []string // host:port of the seed brokers; required
 	Topics  []string // required
@@ -147,6 +147,10 @@ type KafkaSource struct {
 	// SessionTimeout is how long the group waits for a silent member; 0:
 	// the client's default (45s).
 	SessionTimeout time.Duration
+	// Format of the records: "json" (pgfeed's native JSON), "debezium"
+	// (Debezium's envelope, schemas on or off), or empty ("auto", the
+	// default) to tell each record by its shape.
+	Format string
 }
 
 func (*KafkaSource) sourceType() string { return SourceKafka }
@@ -313,10 +317,13 @@ type NATSSink struct {
 	Replicas        int
 	MaxAge          time.Duration
 	MaxBytes        int64
-	// Credentials: user and password, token, or creds (a .creds file).
+	// Credentials, one way at most: user and password, token, creds (a
+	// .creds file: the user JWT and NKey seed of an operator-mode account)
+	// or nkey (a file holding an NKey user seed, "SU...").
 	User, Password string
 	Token          string
 	Creds          string
+	NKey           string
 	TLS            *TLS
 	// AckTimeout (ack_timeout, 30s by default) bounds the wait for each
 	// acknowledgement.

@@ -158,6 +158,17 @@ type = "stdout"
 sources = ["upstream"]`, func(c *Config) bool {
 			return reflect.DeepEqual(c.Sources[0].Settings, &KafkaSource{Brokers: []string{"k1:9092", "k2:9092"}, Topics: []string{"cdc.public.users"}, Group: "pgfeed-upstream"})
 		}},
+		{"kafka source of debezium records", `
+[sources.upstream]
+type = "kafka"
+brokers = ["k1:9092"]
+topics = ["t"]
+format = "debezium"
+[sinks.out]
+type = "stdout"
+sources = ["upstream"]`, func(c *Config) bool {
+			return c.Sources[0].Settings.(*KafkaSource).Format == "debezium"
+		}},
 		{"kafka sink with tls and sasl", sink(`type = "kafka"
 brokers = ["k1:9093"]
 [sinks.archive.tls]
@@ -504,7 +515,16 @@ dsn = "x"
 [sinks.out]
 type = "stdout"
 sources = ["k"]`, `sources.k.topics[0]: invalid topic "bad topic" (Kafka allows 1 to 249 letters, digits, ".", "_" and "-")
-sources.k.dsn: unknown key (known here: brokers, group, instance_id, session_timeout, tls, topics, type)`},
+sources.k.dsn: unknown key (known here: brokers, format, group, instance_id, session_timeout, tls, topics, type)`},
+		{"kafka source format", `
+[sources.k]
+type = "kafka"
+brokers = ["h:9092"]
+topics = ["t"]
+format = "avro"
+[sinks.out]
+type = "stdout"
+sources = ["k"]`, `sources.k.format: unknown format "avro" (have: auto, json, debezium)`},
 		{"redis stream and channel", sink(`type = "redis"
 addr = "localhost:6379"
 stream = "s"

@@ -35,12 +35,12 @@ func (r *reader) natsSink(t, rt *table, s *Sink) *NATSSink {
 	}
 
 	n.User, n.Password = t.str("user"), t.str("password")
-	n.Token, n.Creds = t.str("token"), t.str("creds")
+	n.Token, n.Creds, n.NKey = t.str("token"), t.str("creds"), t.str("nkey")
 	if n.Password != "" && n.User == "" {
 		r.add(t.path("password"), "set without user")
 	}
 	var creds []string
-	for _, k := range []string{"user", "token", "creds"} {
+	for _, k := range []string{"user", "token", "creds", "nkey"} {
 		if t.has(k) {
 			creds = append(creds, k)
 		}
@@ -48,9 +48,12 @@ func (r *reader) natsSink(t, rt *table, s *Sink) *NATSSink {
 	if len(creds) > 1 {
 		r.add(t.path(creds[1]), "conflicts with %s: use one way to authenticate", t.path(creds[0]))
 	}
-	if n.Creds != "" {
-		if _, err := os.Stat(n.Creds); err != nil {
-			r.addErr(t.path("creds"), err)
+	for _, f := range []struct{ key, path string }{{"creds", n.Creds}, {"nkey", n.NKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			r.addErr(t.path(f.key), err)
 		}
 	}
 	n.TLS = r.tls(t)

@@ -152,6 +152,12 @@ ack_timeout = "0s"`), `sinks.archive.password: set without user
 sinks.archive.creds: conflicts with sinks.archive.token: use one way to authenticate
 sinks.archive.creds: stat /nonexistent/x.creds: no such file or directory
 sinks.archive.ack_timeout: must be positive`},
+		{"nats nkey", sink(`type = "nats"
+url = "nats://h:4222"
+creds = "/nonexistent/x.creds"
+nkey = "/nonexistent/x.nk"`), `sinks.archive.nkey: conflicts with sinks.archive.creds: use one way to authenticate
+sinks.archive.creds: stat /nonexistent/x.creds: no such file or directory
+sinks.archive.nkey: stat /nonexistent/x.nk: no such file or directory`},
 		{"nats tls files", sink(`type = "nats"
 url = "tls://h:4222"
 [sinks.archive.tls]

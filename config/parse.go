@@ -267,6 +267,14 @@ func (r *reader) kafkaSource(t *table) *KafkaSource {
 		Group:          t.strDefault("group", "pgfeed-"+t.name),
 		InstanceID:     t.str("instance_id"),
 		SessionTimeout: t.duration("session_timeout"),
+		Format:         t.str("format"),
+	}
+	switch k.Format {
+	case "", "auto":
+		k.Format = ""
+	case "json", "debezium":
+	default:
+		r.add(t.path("format"), "unknown format %q (have: auto, json, debezium)", k.Format)
 	}
 	k.TLS, k.SASL = r.kafkaAuth(t)
 	return k

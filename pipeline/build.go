@@ -233,6 +233,13 @@ func buildSink(k *config.Sink, databases map[string]string, log *slog.Logger, op
 			_ = w.Close() // built only to check its options
 			break
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+		err = w.Probe(ctx)
+		cancel()
+		if err != nil {
+			_ = w.Close()
+			return Sink{}, fmt.Errorf("sinks.%s: %w", k.Name, err)
+		}
 		s = w
 	case *config.WebSocketSink:
 		// Clients ack the commit LSN a frame shows: wal2json's per-event
@@ -302,7 +309,7 @@ func buildKafkaSource(name string, ks *config.KafkaSource, open bool) (Source, e
 	opts := &kafkasource.Options{
 		Brokers: ks.Brokers, Topics: ks.Topics, Group: ks.Group,
 		SASLMechanism: ks.SASL.Mechanism, SASLUser: ks.SASL.User, SASLPassword: ks.SASL.Password,
-		InstanceID: ks.InstanceID, SessionTimeout: ks.SessionTimeout,
+		InstanceID: ks.InstanceID, SessionTimeout: ks.SessionTimeout, Format: ks.Format,
 	}
 	if ks.TLS != nil {
 		tc, err := ks.TLS.ClientConfig()

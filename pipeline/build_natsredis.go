@@ -18,7 +18,7 @@ import (
 // server is unreachable, refuses the credentials or lacks the stream.
 func openNATS(st *config.NATSSink, log *slog.Logger) (sink.Sink, error) {
 	opts := natssink.Options{
-		URL: st.URL, User: st.User, Password: st.Password, Token: st.Token, CredsFile: st.Creds,
+		URL: st.URL, User: st.User, Password: st.Password, Token: st.Token, CredsFile: st.Creds, NKeySeedFile: st.NKey,
 		Core: !st.JetStream, Subjects: st.StreamSubjects, Stream: st.Stream, CreateStream: st.CreateStream,
 		DuplicateWindow: st.DuplicateWindow, Replicas: st.Replicas, MaxAge: st.MaxAge, MaxBytes: st.MaxBytes,
 		AckTimeout: st.AckTimeout, Logger: log,

@@ -307,6 +307,10 @@ addr = "` + dead + `"`, []string{"sinks.s:", "no server reachable", dead}},
 		{"redis wrong password", `type = "redis"
 addr = "` + rsrv.Addr + `"
 password = "wrong"`, []string{"sinks.s:", "authentication failed"}},
+		{"redis db out of range", `type = "redis"
+addr = "` + rsrv.Addr + `"
+password = "secret"
+db = 99`, []string{"sinks.s:", "db 99"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".toml")

@@ -52,10 +52,12 @@ type Options struct {
 	// when empty.
 	Name string
 
-	// Credentials: at most one of User/Password, Token, CredsFile.
+	// Credentials: at most one of User/Password, Token, CredsFile,
+	// NKeySeedFile.
 	User, Password string
 	Token          string
 	CredsFile      string // a .creds file (JWT and NKey seed) of an operator-mode account
+	NKeySeedFile   string // a file holding an NKey user seed ("SU..."), for a server's nkey users
 	// TLS, when not nil, makes the connection TLS with this configuration
 	// (CAs, client certificate for mutual TLS, server name).
 	TLS *tls.Config
@@ -157,6 +159,14 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		no = append(no, natsgo.Token(opts.Token))
 	case opts.CredsFile != "":
 		no = append(no, natsgo.UserCredentials(opts.CredsFile))
+	case opts.NKeySeedFile != "":
+		// Read here, not at connect, so that a bad file is its own error
+		// rather than an authentication failure.
+		o, err := natsgo.NkeyOptionFromSeed(opts.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the NKey seed file %s: %w", opts.NKeySeedFile, oneLine(err))
+		}
+		no = append(no, o)
 	}
 	if opts.TLS != nil {
 		no = append(no, natsgo.Secure(opts.TLS))
@@ -179,11 +189,20 @@ func connectError(url string, err error) error {
 	where := redact(url)
 	switch {
 	case errors.Is(err, natsgo.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization"):
-		return fmt.Errorf("connecting to NATS at %s: authentication failed (check user and password, token or creds): %w", where, err)
+		return fmt.Errorf("connecting to NATS at %s: authentication failed (check user and password, token, creds or nkey): %w", where, err)
 	case errors.Is(err, natsgo.ErrNoServers):
 		return fmt.Errorf("connecting to NATS at %s: no server reachable (is nats-server running there?): %w", where, err)
 	}
 	return fmt.Errorf("connecting to NATS at %s: %w", where, err)
+}
+
+// oneLine keeps the first line of an error: the NKey parser quotes the
+// file it could not read.
+func oneLine(err error) error {
+	if msg, _, cut := strings.Cut(err.Error(), "\n"); cut {
+		return errors.New(msg)
+	}
+	return err
 }
 
 // redact drops passwords from URLs for messages.

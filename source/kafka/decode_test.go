@@ -42,8 +42,9 @@ func TestDecodeRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzDecode: no input makes Decode panic, and what decodes encodes to an
-// event that decodes to the same encoding again.
+// FuzzDecode: no input makes Decode, DecodeDebezium or DecodeRecord panic;
+// what Decode decodes encodes to an event that decodes to the same encoding
+// again, and what DecodeRecord decodes is an event native JSON can carry.
 func FuzzDecode(f *testing.F) {
 	files, _ := filepath.Glob("../../encode/testdata/golden/json/*.json")
 	for _, file := range files {
@@ -51,7 +52,22 @@ func FuzzDecode(f *testing.F) {
 		f.Add(bytes.TrimSpace(b))
 	}
 	f.Add([]byte(`{"op":"delete","key":{"id":1},"before":null,"after":null}`))
+	dbz, _ := filepath.Glob("../../encode/testdata/golden/debezium/*.json")
+	for _, file := range dbz {
+		b, _ := os.ReadFile(file)
+		f.Add(bytes.TrimSpace(b))
+	}
+	f.Add([]byte(`{"schema":null,"payload":{"op":"d","before":{"id":1,"v":null},"after":null,"source":{"lsn":1,"sequence":"[null,\"1\"]"}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// Debezium's envelope (what auto-detection takes for one): no
+		// panic, and what decodes is an event native JSON carries.
+		if e, err := DecodeRecord(FormatAuto, []byte(`{"id":1}`), b); err == nil && e != nil {
+			once := e.AppendJSON(nil)
+			if _, err := Decode(once); err != nil {
+				t.Fatalf("a decoded Debezium record prints as %s, which does not decode: %v", once, err)
+			}
+		}
+		_, _ = DecodeDebezium(nil, b)
 		e, err := Decode(b)
 		if err != nil {
 			return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,10 @@ type Options struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// before giving its partitions to others; 0: 45s.
 	SessionTimeout time.Duration
+	// Format is the records' format: FormatJSON (native JSON),
+	// FormatDebezium, or FormatAuto (the zero value) to tell each record by
+	// its shape.
+	Format string
 	// Logger receives transient errors (retried); nil: none.
 	Logger *slog.Logger
 }
@@ -98,6 +103,11 @@ func check(ctx context.Context, opts Options) ([]kgo.Opt, error) {
 	if len(opts.Brokers) == 0 || len(opts.Topics) == 0 || opts.Group == "" {
 		return nil, errors.New("opening kafka source: brokers, topics and group are required")
 	}
+	switch opts.Format {
+	case FormatAuto, FormatJSON, FormatDebezium:
+	default:
+		return nil, fmt.Errorf("opening kafka source: unknown format %q (have: json, debezium)", opts.Format)
+	}
 	brokers := strings.Join(opts.Brokers, ",")
 	base, err := kafkaclient.Opts(opts.Brokers, opts.TLS, opts.SASLMechanism, opts.SASLUser, opts.SASLPassword)
 	if err != nil {
@@ -126,8 +136,9 @@ func check(ctx context.Context, opts Options) ([]kgo.Opt, error) {
 }
 
 // Poll waits for records and returns up to max of them decoded. Schema
-// events are skipped (columns come with every row). A record that is not a
-// native JSON event fails the poll with an error naming it: skipping it
+// events, tombstones and Debezium's schema change and transaction records
+// are skipped (columns come with every row). A record that is not an event
+// in Options.Format fails the poll with an error naming it: skipping it
 // would drop a change without a word.
 func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
 	for {
@@ -161,8 +172,15 @@ func (s *Source) Poll(ctx context.Context, max int) (Batch, error) {
 			if derr != nil || isSchema(r) {
 				return
 			}
-			e, err := Decode(r.Value)
+			e, err := DecodeRecord(s.opts.Format, r.Key, r.Value)
 			if err != nil {
+				derr = fmt.Errorf("record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+				return
+			}
+			if e == nil {
+				return // a tombstone or schema change: committed, nothing to deliver
+			}
+			if err := identify(e, r); err != nil {
 				derr = fmt.Errorf("record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 				return
 			}
@@ -196,6 +214,29 @@ func fatal(err error) bool {
 		return false
 	}
 	return !ke.Retriable
+}
+
+// identify completes an event's identity from the headers a pgfeed sink
+// writes (commit_lsn, seq) where the record's format has no room for it:
+// Debezium's envelope has no seq.
+func identify(e *event.Event, r *kgo.Record) error {
+	for _, h := range r.Headers {
+		switch {
+		case h.Key == "seq" && e.Seq == 0:
+			n, err := strconv.Atoi(string(h.Value))
+			if err != nil || n < 0 {
+				return fmt.Errorf("header seq %q is not a sequence number", h.Value)
+			}
+			e.Seq = n
+		case h.Key == "commit_lsn" && e.CommitLSN == 0:
+			lsn, err := event.ParseLSN(string(h.Value))
+			if err != nil {
+				return fmt.Errorf("header commit_lsn: %w", err)
+			}
+			e.CommitLSN = lsn
+		}
+	}
+	return nil
 }
 
 func isSchema(r *kgo.Record) bool {

@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pgfeed/pgfeed/internal/pgtest"
+	"github.com/pgfeed/pgfeed/sink/file"
+)
+
+// An upstream `pgfeed run` writes Debezium's envelope (key records,
+// tombstones after deletes) to Kafka; a downstream `pgfeed run` reads the
+// topic with a Kafka source that tells the format by itself, into files of
+// native JSON, and is killed with SIGKILL twice under concurrent writers.
+// The files hold exactly the table's state. (One topic of one partition,
+// as in TestRunKafkaSourceUnderKill9.)
+func TestRunKafkaSourceDebezium(t *testing.T) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "cdc.dbz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	brokers := kc.ListenAddrs()
+	dsn := pgtest.CreateDB(t, pg, "kafkadbz")
+	db := pgtest.Connect(t, dsn)
+	pgtest.Exec(t, db, "CREATE TABLE items(id int PRIMARY KEY, val int NOT NULL, note text)", "CREATE TABLE marker(id int PRIMARY KEY)")
+	dir := t.TempDir()
+	upCfg := filepath.Join(dir, "up.toml")
+	downCfg := filepath.Join(dir, "down.toml")
+	out := filepath.Join(dir, "out")
+	write := func(path, body string) {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(upCfg, fmt.Sprintf(`checkpoint = %q
+[sources.main]
+dsn = "${TEST_DSN}"
+slot = "kafkadbz"
+create = true
+tables = ["public.items", "public.marker"]
+[sinks.kafka]
+type = "kafka"
+sources = ["main"]
+format = "debezium"
+brokers = [%q]
+topic = "cdc.dbz"
+`, filepath.Join(dir, "up", "pgfeed.db"), brokers[0]))
+	write(downCfg, fmt.Sprintf(`checkpoint = %q
+[sources.upstream]
+type = "kafka"
+brokers = [%q]
+topics = ["cdc.dbz"]
+instance_id = "downstream-dbz"
+session_timeout = "6s"
+[sinks.files]
+type = "file"
+sources = ["upstream"]
+path = %q
+rotate_bytes = "256KiB"
+`, filepath.Join(dir, "down", "pgfeed.db"), brokers[0], out))
+	t.Setenv("TEST_DSN", dsn)
+	for _, cfg := range []string{upCfg, downCfg} {
+		if code, _, stderr := runCLI(t, "run", "--check", "--config", cfg); code != 0 {
+			t.Fatalf("--check %s: %s", cfg, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(t, "run", "--config", upCfg, "--endpos", "0/1"); code != 0 {
+		t.Fatalf("creating the slot: %s", stderr)
+	}
+	up := streamProcess(t, os.DevNull, "run", "--config", upCfg)
+
+	ctx, stopWriters := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			writeRandomly(ctx, t, dsn, rand.New(rand.NewPCG(seed, 29)))
+		}(uint64(w))
+	}
+	for i := 0; i < 2; i++ {
+		cmd := streamProcess(t, os.DevNull, "run", "--config", downCfg)
+		time.Sleep(time.Duration(800+rand.IntN(1200)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	stopWriters()
+	wg.Wait()
+	pgtest.Exec(t, db, "INSERT INTO marker VALUES (1)")
+
+	down := streamProcess(t, os.DevNull, "run", "--config", downCfg)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !markerIn(t, out) {
+		if time.Now().After(deadline) {
+			t.Fatal("the marker never reached the downstream files")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, cmd := range []*exec.Cmd{down, up} {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("pgfeed run after SIGTERM: %v (want exit 0)", err)
+		}
+	}
+
+	// The topic really is Debezium's: envelopes with key records, and
+	// tombstones after deletes, which the source skipped.
+	tombstones, envelopes := countDebeziumRecords(t, brokers[0], "cdc.dbz")
+	if envelopes == 0 || tombstones == 0 {
+		t.Fatalf("the upstream wrote %d Debezium envelopes and %d tombstones; want both", envelopes, tombstones)
+	}
+
+	files, err := file.Files(out, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]map[string]any{}
+	events := 0
+	for _, f := range files {
+		events += applyOutput(t, f, got)
+	}
+	want := itemsInTable(t, db)
+	if len(want) == 0 || events < 200 {
+		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
+	}
+	if !reflect.DeepEqual(got, want) {
+		reportDiff(t, got, want)
+		t.Fatalf("state invariant broken downstream of Kafka in Debezium's format: %d rows in files, %d in the table", len(got), len(want))
+	}
+	t.Logf("%d events downstream from %d envelopes and %d tombstones, %d rows", events, envelopes, tombstones, len(want))
+}
+
+// countDebeziumRecords reads the whole topic and counts tombstones and
+// Debezium envelopes (with a key record) in it.
+func countDebeziumRecords(t *testing.T, broker, topic string) (tombstones, envelopes int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			switch {
+			case r.Value == nil:
+				tombstones++
+			case strings.HasPrefix(string(r.Value), `{"schema":{`) && strings.Contains(string(r.Value), `"payload":{"before":`) && r.Key != nil:
+				envelopes++
+			}
+		})
+		if envelopes > 0 && tombstones > 0 && fs.Empty() {
+			break
+		}
+	}
+	return tombstones, envelopes
+}
