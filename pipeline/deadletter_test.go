@@ -338,6 +338,9 @@ func TestPoisonWithoutDeadLetterIsStuck(t *testing.T) {
 // FromConfig builds a webhook sink and its dead-letter sink from a config.
 func TestFromConfigWebhook(t *testing.T) {
 	dir := t.TempDir()
+	// Opening the sink probes its endpoint: something must answer.
+	endpoint := httptest.NewServer(http.NotFoundHandler())
+	defer endpoint.Close()
 	cfg, err := config.Parse([]byte(`
 [sources.main]
 dsn = "postgres://localhost/app"
@@ -345,7 +348,7 @@ dsn = "postgres://localhost/app"
 type = "webhook"
 sources = ["main"]
 format = "cloudevents"
-url = "http://127.0.0.1:1/in"
+url = "`+endpoint.URL+`/in"
 secret = "s"
 dead_letter = "dlq"
 [sinks.dlq]

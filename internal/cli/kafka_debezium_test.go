@@ -3,14 +3,10 @@ package cli
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,54 +68,7 @@ sources = ["upstream"]
 path = %q
 rotate_bytes = "256KiB"
 `, filepath.Join(dir, "down", "pgfeed.db"), brokers[0], out))
-	t.Setenv("TEST_DSN", dsn)
-	for _, cfg := range []string{upCfg, downCfg} {
-		if code, _, stderr := runCLI(t, "run", "--check", "--config", cfg); code != 0 {
-			t.Fatalf("--check %s: %s", cfg, stderr)
-		}
-	}
-	if code, _, stderr := runCLI(t, "run", "--config", upCfg, "--endpos", "0/1"); code != 0 {
-		t.Fatalf("creating the slot: %s", stderr)
-	}
-	up := streamProcess(t, os.DevNull, "run", "--config", upCfg)
-
-	ctx, stopWriters := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func(seed uint64) {
-			defer wg.Done()
-			writeRandomly(ctx, t, dsn, rand.New(rand.NewPCG(seed, 29)))
-		}(uint64(w))
-	}
-	for i := 0; i < 2; i++ {
-		cmd := streamProcess(t, os.DevNull, "run", "--config", downCfg)
-		time.Sleep(time.Duration(800+rand.IntN(1200)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-	}
-	stopWriters()
-	wg.Wait()
-	pgtest.Exec(t, db, "INSERT INTO marker VALUES (1)")
-
-	down := streamProcess(t, os.DevNull, "run", "--config", downCfg)
-	deadline := time.Now().Add(2 * time.Minute)
-	for !markerIn(t, out) {
-		if time.Now().After(deadline) {
-			t.Fatal("the marker never reached the downstream files")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, cmd := range []*exec.Cmd{down, up} {
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Fatalf("pgfeed run after SIGTERM: %v (want exit 0)", err)
-		}
-	}
+	runThroughKafka(t, db, dsn, upCfg, downCfg, out, 2, 29, 800)
 
 	// The topic really is Debezium's: envelopes with key records, and
 	// tombstones after deletes, which the source skipped.

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -496,6 +497,34 @@ sources = ["upstream"]
 path = %q
 rotate_bytes = "256KiB"
 `, filepath.Join(dir, "down", "pgfeed.db"), brokers[0], out))
+	runThroughKafka(t, db, dsn, upCfg, downCfg, out, 4, 13, 500)
+	files, err := file.Files(out, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]map[string]any{}
+	events := 0
+	for _, f := range files {
+		events += applyOutput(t, f, got)
+	}
+	want := itemsInTable(t, db)
+	if len(want) == 0 || events < 200 {
+		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
+	}
+	if !reflect.DeepEqual(got, want) {
+		reportDiff(t, got, want)
+		t.Fatalf("state invariant broken downstream of Kafka after kill -9: %d rows in files, %d in the table", len(got), len(want))
+	}
+	t.Logf("%d events downstream in %d files, %d rows", events, len(files), len(want))
+}
+
+// runThroughKafka runs the upstream pipeline (Postgres → Kafka) of upCfg
+// under three writers while the downstream one (Kafka → files in out) of
+// downCfg is killed with SIGKILL kills times, each after minSleep ms plus up
+// to 1.2 s; then it inserts the marker row, runs the downstream until the
+// marker is in out, and stops both cleanly. seed varies the writers.
+func runThroughKafka(t *testing.T, db *pgx.Conn, dsn, upCfg, downCfg, out string, kills int, seed uint64, minSleep int) {
+	t.Helper()
 	t.Setenv("TEST_DSN", dsn)
 	for _, cfg := range []string{upCfg, downCfg} {
 		if code, _, stderr := runCLI(t, "run", "--check", "--config", cfg); code != 0 {
@@ -511,14 +540,14 @@ rotate_bytes = "256KiB"
 	var wg sync.WaitGroup
 	for w := 0; w < 3; w++ {
 		wg.Add(1)
-		go func(seed uint64) {
+		go func(s uint64) {
 			defer wg.Done()
-			writeRandomly(ctx, t, dsn, rand.New(rand.NewPCG(seed, 13)))
+			writeRandomly(ctx, t, dsn, rand.New(rand.NewPCG(s, seed)))
 		}(uint64(w))
 	}
-	for i := 0; i < 4; i++ {
+	for range kills {
 		cmd := streamProcess(t, os.DevNull, "run", "--config", downCfg)
-		time.Sleep(time.Duration(500+rand.IntN(1200)) * time.Millisecond)
+		time.Sleep(time.Duration(minSleep+rand.IntN(1200)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -544,22 +573,4 @@ rotate_bytes = "256KiB"
 			t.Fatalf("pgfeed run after SIGTERM: %v (want exit 0)", err)
 		}
 	}
-	files, err := file.Files(out, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[int]map[string]any{}
-	events := 0
-	for _, f := range files {
-		events += applyOutput(t, f, got)
-	}
-	want := itemsInTable(t, db)
-	if len(want) == 0 || events < 200 {
-		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
-	}
-	if !reflect.DeepEqual(got, want) {
-		reportDiff(t, got, want)
-		t.Fatalf("state invariant broken downstream of Kafka after kill -9: %d rows in files, %d in the table", len(got), len(want))
-	}
-	t.Logf("%d events downstream in %d files, %d rows", events, len(files), len(want))
 }

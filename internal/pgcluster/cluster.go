@@ -168,7 +168,7 @@ func (c *Cluster) initdb(ctx context.Context, extra map[string]string) error {
 		"listen_addresses":        "'127.0.0.1'",
 		"unix_socket_directories": "'" + c.DataDir + "'",
 		"wal_level":               "logical",
-		"max_replication_slots":   "40",
+		"max_replication_slots":   "100",
 		"max_wal_senders":         "40",
 		"max_connections":         "120",
 		// A throwaway server: no fsync, so tests run fast. Process crashes

@@ -74,5 +74,30 @@ func CreateDB(t testing.TB, c *pgcluster.Cluster, name string) string {
 	}
 	Exec(t, conn, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)",
 		"CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	// Slots are a cluster-wide budget (max_replication_slots): a package
+	// whose tests each leave theirs would run out of it.
+	t.Cleanup(func() { dropSlots(c, name) })
 	return c.DSN(name)
+}
+
+// dropSlots drops the replication slots of database name, best effort: a
+// slot still held by the walsender of a process the test killed is
+// released by ending that walsender first.
+func dropSlots(c *pgcluster.Cluster, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.DSN(""))
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	for ctx.Err() == nil {
+		_, _ = conn.Exec(ctx, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL", name)
+		_, _ = conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active", name)
+		var left int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE database = $1", name).Scan(&left); err != nil || left == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
