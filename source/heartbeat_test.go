@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgfeed/pgfeed/event"
 	"github.com/pgfeed/pgfeed/internal/pgtest"
 )
 
 // heartbeatsInWAL counts the heartbeat messages a test_decoding slot created
 // before them has seen.
-func heartbeatsInWAL(t *testing.T, dsn, probe string) int {
+func heartbeatsInWAL(t *testing.T, db *pgx.Conn, probe string) int {
 	t.Helper()
-	db := pgtest.Connect(t, dsn)
 	var n int
 	if err := db.QueryRow(context.Background(),
 		"SELECT count(*) FROM pg_logical_slot_peek_changes($1, NULL, NULL) WHERE data LIKE '%prefix: '||$2::text||',%'", probe, HeartbeatPrefix).Scan(&n); err != nil {
@@ -22,10 +22,10 @@ func heartbeatsInWAL(t *testing.T, dsn, probe string) int {
 	return n
 }
 
-func currentWAL(t *testing.T, dsn string) event.LSN {
+func currentWAL(t *testing.T, db *pgx.Conn) event.LSN {
 	t.Helper()
 	var s string
-	if err := pgtest.Connect(t, dsn).QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+	if err := db.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
 		t.Fatal(err)
 	}
 	lsn, err := event.ParseLSN(s)
@@ -48,7 +48,7 @@ func TestHeartbeatOnlyWhenTheSlotStalls(t *testing.T) {
 
 	ctx := context.Background()
 	cfg := &Config{DSN: dsn, Slot: "beat"}
-	start := currentWAL(t, dsn) - 1 // the WAL is ahead of this slot
+	start := currentWAL(t, db) - 1 // the WAL is ahead of this slot
 	tr := newTracker(start)
 	h := &heartbeat{cfg: cfg, tracker: tr, last: start}
 	want := 0
@@ -63,7 +63,7 @@ func TestHeartbeatOnlyWhenTheSlotStalls(t *testing.T) {
 		// A non-transactional message is not flushed by its own
 		// statement: the WAL writer makes it visible shortly after.
 		deadline := time.Now().Add(10 * time.Second)
-		for got := heartbeatsInWAL(t, dsn, "beat_probe"); got != want; got = heartbeatsInWAL(t, dsn, "beat_probe") {
+		for got := heartbeatsInWAL(t, db, "beat_probe"); got != want; got = heartbeatsInWAL(t, db, "beat_probe") {
 			if got > want || time.Now().After(deadline) {
 				t.Fatalf("%s: %d heartbeats in the WAL, want %d", what, got, want)
 			}
@@ -86,7 +86,7 @@ func TestHeartbeatOnlyWhenTheSlotStalls(t *testing.T) {
 	check("the slot moved since the last look", h.tick(ctx), false)
 
 	// Confirmed at the server's end: nothing is held back.
-	tr.serverEnd(currentWAL(t, dsn) + 1<<20)
+	tr.serverEnd(currentWAL(t, db) + 1<<20)
 	h.tick(ctx) // the move
 	check("nothing held back", h.tick(ctx), false)
 	if h.written.Load() != 2 {
@@ -106,7 +106,7 @@ func TestHeartbeatsAreSwallowed(t *testing.T) {
 		"SELECT pg_logical_emit_message(false, 'pgfeed.heartbeat', '')",
 		"INSERT INTO data VALUES (1)",
 		"SELECT pg_logical_emit_message(false, 'pgfeed.heartbeat', '')")
-	beat := currentWAL(t, dsn)
+	beat := currentWAL(t, db)
 	e := next(t, s)
 	if e.Op != event.OpInsert {
 		t.Fatalf("first event %s, want the insert", e.AppendJSON(nil))

@@ -309,8 +309,6 @@ func runBench(ctx context.Context, e *env, f *benchFlags) error {
 		res := throughputResult{Changes: changes, Rounds: f.rounds, Rates: map[string]float64{}, Ratios: map[string]throughputRatios{}}
 		for name := range best {
 			res.Rates[name] = rate(name)
-		}
-		for name := range best {
 			if name == "server decode" {
 				continue
 			}

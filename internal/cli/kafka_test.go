@@ -498,24 +498,8 @@ path = %q
 rotate_bytes = "256KiB"
 `, filepath.Join(dir, "down", "pgfeed.db"), brokers[0], out))
 	runThroughKafka(t, db, dsn, upCfg, downCfg, out, 4, 13, 500)
-	files, err := file.Files(out, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[int]map[string]any{}
-	events := 0
-	for _, f := range files {
-		events += applyOutput(t, f, got)
-	}
-	want := itemsInTable(t, db)
-	if len(want) == 0 || events < 200 {
-		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
-	}
-	if !reflect.DeepEqual(got, want) {
-		reportDiff(t, got, want)
-		t.Fatalf("state invariant broken downstream of Kafka after kill -9: %d rows in files, %d in the table", len(got), len(want))
-	}
-	t.Logf("%d events downstream in %d files, %d rows", events, len(files), len(want))
+	events, nfiles := downstreamMatchesTable(t, db, out, "downstream of Kafka after kill -9")
+	t.Logf("%d events downstream in %d files", events, nfiles)
 }
 
 // runThroughKafka runs the upstream pipeline (Postgres → Kafka) of upCfg
@@ -573,4 +557,29 @@ func runThroughKafka(t *testing.T, db *pgx.Conn, dsn, upCfg, downCfg, out string
 			t.Fatalf("pgfeed run after SIGTERM: %v (want exit 0)", err)
 		}
 	}
+}
+
+// downstreamMatchesTable applies the files a file sink wrote to out, in
+// order, and fails the test unless the result is the items table; what
+// names the path the events took, for the message. It returns how many
+// events and files it applied.
+func downstreamMatchesTable(t *testing.T, db *pgx.Conn, out, what string) (events, nfiles int) {
+	t.Helper()
+	files, err := file.Files(out, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]map[string]any{}
+	for _, f := range files {
+		events += applyOutput(t, f, got)
+	}
+	want := itemsInTable(t, db)
+	if len(want) == 0 || events < 200 {
+		t.Fatalf("the workload was too small to mean anything: %d rows, %d events", len(want), events)
+	}
+	if !reflect.DeepEqual(got, want) {
+		reportDiff(t, got, want)
+		t.Fatalf("state invariant broken %s: %d rows in files, %d in the table", what, len(got), len(want))
+	}
+	return events, len(files)
 }
